@@ -1,0 +1,101 @@
+"""The training-method contract: one object, one ``step`` function.
+
+The trainer owns the loop, the optimizer, the schedule and the bookkeeping; a method only turns a
+batch into weight updates. It never calls ``optimizer.step()`` itself: it hands its loss to
+``ctx.optimize(loss)``, which the trainer implements as zero-grad, backward, clip, optimizer step
+and LR-schedule step. A method that updates the weights several times per batch (Free-AT) calls
+``optimize`` several times and says so in ``updates_per_batch`` so the schedule is sized right.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from advkit.registry import Registry
+
+METHODS: Registry[type[Method]] = Registry("training method")
+
+
+@dataclass
+class StepContext:
+    """What the trainer gives a method for one batch.
+
+    Attributes:
+        model: the module whose loss updates the weights (DDP-wrapped when distributed).
+        attack_model: the same weights, unwrapped: attacks run on it so their passes never go
+            through DDP's gradient hooks.
+        optimize: ``optimize(loss)`` does zero-grad, backward, clipping, optimizer and LR step.
+            It may also backpropagate into tensors that require grad besides the weights (Free-AT
+            reads its perturbation's gradient from the same backward).
+        eps: the perturbation radius for this step, in pixel units, after any eps warm-up.
+        epoch: 0-based epoch. step: 0-based index of the batch in the whole run.
+    """
+
+    model: nn.Module
+    attack_model: nn.Module
+    optimize: Callable[[Tensor], None]
+    eps: float
+    epoch: int = 0
+    step: int = 0
+
+
+@dataclass
+class StepOutput:
+    """A step's result: the (detached) training loss, the logits it was computed from (for the
+    running train accuracy) and any extra scalar metrics (e.g. the GradAlign regularizer)."""
+
+    loss: Tensor
+    logits: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """A training method. Subclasses register with ``@METHODS.register(name)``.
+
+    Hyperparameters come in through ``__init__`` as keyword arguments named as in the papers;
+    ``from_config`` picks them from a training config. Anything that persists across steps goes
+    into ``state_dict`` so a resumed run continues exactly.
+    """
+
+    #: how many times ``step`` calls ``ctx.optimize`` per batch (sizes the LR schedule).
+    updates_per_batch: int = 1
+    #: whether the method perturbs inputs at all (False only for natural training).
+    adversarial: bool = True
+
+    def __init__(self, *, norm: str = "linf", label_smoothing: float = 0.0) -> None:
+        self.norm = norm
+        self.label_smoothing = label_smoothing
+
+    @classmethod
+    def from_config(cls, config: Any) -> Method:
+        """Build the method from a training config (see ``advkit.config.TrainConfig``)."""
+        return cls(**cls.config_kwargs(config))
+
+    @classmethod
+    def config_kwargs(cls, config: Any) -> dict[str, Any]:
+        """The keyword arguments this method takes from a config; subclasses extend this."""
+        return {"norm": config.norm, "label_smoothing": config.label_smoothing}
+
+    @abstractmethod
+    def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
+        """Train on one batch of inputs in [0, 1] with integer labels."""
+
+    def criterion(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The loss that updates the weights (mean cross-entropy with label smoothing)."""
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+    def describe(self) -> dict[str, Any]:
+        """Hyperparameters for the run metadata (model.json)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state

@@ -1,0 +1,62 @@
+"""PGD adversarial training (Madry et al., ICLR 2018, arXiv:1706.06083).
+
+Each batch: K steps of PGD of size ``step_size`` from a random start in the eps-ball, then one
+weight update on the adversarial batch. The attack runs on the unwrapped model in eval mode
+(BatchNorm running statistics, not the batch's) unless ``attack_train_mode`` is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advkit.attacks import attack_mode, pgd_delta
+from advkit.attacks.losses import cross_entropy
+from advkit.methods.base import METHODS, Method, StepContext, StepOutput
+from advkit.threat import get_threat
+
+
+@METHODS.register("pgd")
+class PGDTraining(Method):
+    """K-step PGD adversarial training; ``step_size`` defaults to 2.5 * eps / steps."""
+
+    def __init__(
+        self,
+        *,
+        steps: int = 7,
+        step_size: float | None = None,
+        random_start: bool = True,
+        attack_train_mode: bool = False,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        if steps < 1:
+            raise ValueError(f"pgd training needs steps >= 1, got {steps}")
+        self.steps = steps
+        self.step_size = step_size
+        self.random_start = random_start
+        self.attack_train_mode = attack_train_mode
+
+    @classmethod
+    def config_kwargs(cls, config: Any) -> dict[str, Any]:
+        return super().config_kwargs(config) | {
+            "steps": config.steps,
+            "step_size": config.step_size,
+            "attack_train_mode": config.attack_train_mode,
+        }
+
+    def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
+        threat = get_threat(self.norm)
+        step_size = 2.5 * ctx.eps / self.steps if self.step_size is None else self.step_size
+        start = threat.random_init(inputs, ctx.eps) if self.random_start else torch.zeros_like(inputs)
+        with attack_mode(ctx.attack_model, train=self.attack_train_mode):
+            delta = pgd_delta(
+                ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
+                steps=self.steps, step_size=step_size, loss_fn=cross_entropy,
+            )  # fmt: skip
+        logits = ctx.model(inputs + delta)
+        loss = self.criterion(logits, labels)
+        ctx.optimize(loss)
+        return StepOutput(loss=loss.detach(), logits=logits.detach())
