@@ -1,1 +1,42 @@
-"""advkit."""
+"""advkit: adversarial training and honest robustness evaluation for image classifiers.
+
+Inputs live in [0, 1]; normalization is a layer of the model; eps is in pixel units.
+
+    import advkit
+    model = advkit.load_model("runs/demo")
+    adv = advkit.attacks.pgd(model, images, labels, eps=0.1, steps=20)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["TrainConfig", "__version__", "create_model", "load_model", "train"]
+
+if TYPE_CHECKING:
+    from advkit.config import TrainConfig
+    from advkit.models import create_model
+    from advkit.runs import load_model
+    from advkit.training import train
+
+_LAZY = {
+    "TrainConfig": "advkit.config",
+    "create_model": "advkit.models",
+    "load_model": "advkit.runs",
+    "train": "advkit.training",
+}
+
+_SUBPACKAGES = ("attacks", "data", "evaluation", "methods", "models", "training")
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public API on first use, so ``import advkit`` stays cheap."""
+    import importlib
+
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"advkit.{name}")
+    raise AttributeError(f"module 'advkit' has no attribute {name!r}")

@@ -70,7 +70,9 @@ class LinfThreat(ThreatModel):
 
     def project_ball(self, delta: Tensor, eps: Tensor | float) -> Tensor:
         eps = _as_batch(eps, delta)
-        return torch.maximum(torch.minimum(delta, eps), -eps)
+        if isinstance(eps, Tensor):
+            return torch.maximum(torch.minimum(delta, eps), -eps)
+        return delta.clamp(-eps, eps)
 
 
 @THREATS.register("l2")

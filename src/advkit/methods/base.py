@@ -71,6 +71,12 @@ class Method(ABC):
     def __init__(self, *, norm: str = "linf", label_smoothing: float = 0.0) -> None:
         self.norm = norm
         self.label_smoothing = label_smoothing
+        #: multiplies every attack step size; the catastrophic-overfitting guard shrinks it.
+        self.step_scale = 1.0
+
+    def scale_step_size(self, factor: float) -> None:
+        """Shrink (or grow) the method's attack step size, e.g. after catastrophic overfitting."""
+        self.step_scale *= factor
 
     @classmethod
     def from_config(cls, config: Any) -> Method:
@@ -95,7 +101,8 @@ class Method(ABC):
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        """State that persists across steps; subclasses extend it (call super)."""
+        return {"step_scale": self.step_scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        del state
+        self.step_scale = float(state.get("step_scale", 1.0))

@@ -1,0 +1,7 @@
+"""``python -m advkit`` (and ``torchrun -m advkit``)."""
+
+import sys
+
+from advkit.cli import main
+
+sys.exit(main())

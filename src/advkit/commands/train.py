@@ -1,0 +1,137 @@
+"""``advkit train``: options map one-to-one onto ``advkit.config.TrainConfig`` fields."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from advkit import runs
+from advkit.config import TrainConfig, load_config
+from advkit.data import DATASETS
+from advkit.methods import METHODS
+from advkit.models import MODELS
+from advkit.training import TrainingInterrupted, train
+from advkit.training.schedules import SCHEDULES
+
+#: field -> (help text with unit, extra argparse kwargs). Every TrainConfig field but out/quiet.
+OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dataset": ("dataset name (default fashion-mnist)", {"choices": None}),
+    "data_dir": ("folder (or .npz file) holding the dataset's standard files; "
+                 "default $ADVKIT_DATA or the dataset's system folder", {}),
+    "val_size": ("training images held out for validation and model selection (count)", {}),
+    "subset": ("use only the first N training images, for quick runs (count)", {}),
+    "augment": ("augmentation: none or crop-flip (default: the dataset's own)", {}),
+    "model": ("architecture (see `advkit models`)", {"choices": None}),
+    "channels_last": ("use the channels_last memory format", {"bool": True}),
+    "method": ("training method", {"choices": None}),
+    "norm": ("threat model: linf or l2", {"choices": ["linf", "l2"]}),
+    "eps": ("perturbation radius in [0,1] pixel units, e.g. 0.1 or 8/255", {}),
+    "eps_warmup_epochs": ("ramp eps linearly from 0 over this many epochs", {}),
+    "steps": ("attack steps per batch for pgd and trades (count)", {}),
+    "step_size": ("attack step size in pixel units (default: the method's own, "
+                  "2.5*eps/steps for pgd/trades, 1.25*eps fast, eps free/gradalign)", {}),
+    "attack_train_mode": ("run the training attack with BatchNorm in train mode", {"bool": True}),
+    "replays": ("free: times each minibatch is replayed, m (count)", {}),
+    "paper_epochs": ("free: run epochs/replays passes over the data, so the number of weight "
+                     "updates equals natural training for --epochs (the paper's convention); "
+                     "otherwise --epochs counts passes over the data", {"bool": True}),
+    "init": ("fast: perturbation init: zero, random or previous", {}),
+    "grad_align_lambda": ("gradalign: weight of the gradient-alignment regularizer", {}),
+    "beta": ("trades: weight of the KL(clean || adversarial) term", {}),
+    "label_smoothing": ("label smoothing of the training loss, in [0, 1)", {}),
+    "epochs": ("passes over the training data (count)", {}),
+    "batch_size": ("images per minibatch (count)", {}),
+    "optimizer": ("optimizer: sgd", {}),
+    "lr": ("peak learning rate", {}),
+    "momentum": ("SGD momentum", {}),
+    "nesterov": ("Nesterov momentum", {"bool": True}),
+    "weight_decay": ("L2 weight decay (not applied to biases and norm layers)", {}),
+    "schedule": ("learning-rate schedule", {"choices": None}),
+    "warmup_epochs": ("linear learning-rate warm-up length in epochs", {}),
+    "grad_clip": ("clip the gradient norm to this value (default: off)", {}),
+    "ema_decay": ("keep an EMA of the weights with this decay (e.g. 0.999) and use it for "
+                  "validation and the final model (default: off)", {}),
+    "val_examples": ("validation images evaluated each epoch (count)", {}),
+    "val_steps": ("PGD steps of the per-epoch validation attack (count)", {}),
+    "select": ("final model: best (by validation PGD accuracy) or last epoch", {}),
+    "co_guard": ("catastrophic-overfitting guard: off, warn, rollback or stop", {}),
+    "co_drop": ("guard: PGD accuracy drop from its best that counts as collapse (fraction)", {}),
+    "co_check_every": ("guard: also check every N weight updates (0: once per epoch)", {}),
+    "co_step_factor": ("guard: attack step-size factor applied after a rollback", {}),
+    "seed": ("random seed (data order, init, attacks)", {}),
+    "device": ("auto, cpu, cuda or cuda:N", {}),
+    "compile": ("torch.compile the model (experimental on CPU)", {"bool": True}),
+    "checkpoint_every": ("also checkpoint every N batches (0: once per epoch)", {}),
+}
+
+
+def _choices(field: str) -> list[str] | None:
+    registries = {"dataset": DATASETS, "model": MODELS, "method": METHODS, "schedule": SCHEDULES}
+    return registries[field].names() if field in registries else None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model", description="Train a classifier, writing a run folder. "
+        "Values come from the defaults, then --config YAML, then these options.",
+    )  # fmt: skip
+    parser.add_argument("--config", help="YAML file of config keys (same names as the options)")
+    parser.add_argument("--out", help="run folder to write (default runs/<method>-<dataset>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its "
+                        "last checkpoint (its config.yaml is used)")  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+    for field, (help_text, extra) in OPTIONS.items():
+        flag = "--" + field.replace("_", "-")
+        if extra.get("bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)  # fmt: skip
+        else:
+            choices = _choices(field) if "choices" in extra and extra["choices"] is None else (
+                extra.get("choices"))  # fmt: skip
+            parser.add_argument(flag, default=None, choices=choices, help=help_text)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {
+        field: getattr(args, field) for field in [*OPTIONS, "quiet"] if getattr(args, field) is not None
+    }
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / runs.CONFIG_FILE).is_file():
+            raise runs.RunError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
+        keep = {k: v for k, v in overrides.items() if k in ("quiet", "device")}
+        config = load_config(run_dir / runs.CONFIG_FILE, keep)
+    else:
+        config = load_config(args.config, overrides)
+        run_dir = Path(args.out or f"runs/{config.method}-{config.dataset}")
+        if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists():
+            raise ValueError(f"{run_dir} already holds a run: continue it with "
+                             f"`advkit train --resume {run_dir}` or choose another --out")  # fmt: skip
+    try:
+        result = train(config, run_dir, resume=bool(args.resume))
+    except TrainingInterrupted as stopped:
+        print(f"advkit train: {stopped}", file=sys.stderr)
+        return 130
+    print(summarize(result.metadata, run_dir))
+    return 0
+
+
+def summarize(meta: dict[str, Any], run_dir: Path) -> str:
+    """A few lines on what was trained and where it is."""
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    return (
+        f"trained {meta['architecture']} with {meta['method']['name']} on {meta['dataset']} "
+        f"({meta['threat']['norm']} eps={meta['threat']['eps']:.4g}) in "
+        f"{meta['train_seconds'] / 60:.1f} min\n"
+        f"selected epoch {meta['selected_epoch']} ({meta['selected']}): validation clean "
+        f"{pct(meta['val_clean'])}, PGD {pct(meta['val_pgd'])}\n"
+        f"run folder: {run_dir}  (evaluate: advkit eval {run_dir} --suite paper)"
+    )
+
+
+__all__ = ["OPTIONS", "TrainConfig", "add_parser", "run"]

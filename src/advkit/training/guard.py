@@ -1,0 +1,101 @@
+"""Guard against catastrophic overfitting of single-step adversarial training.
+
+FGSM-based training can lose its robustness within an epoch (Wong et al. 2020; Andriushchenko &
+Flammarion 2020): PGD accuracy collapses while FGSM accuracy soars, even above clean accuracy,
+because the model became locally so non-linear that the one-step attack no longer finds the
+worst case. The guard measures both on a fixed held-out batch and says when that happened.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from advkit.attacks import fgsm, pgd
+from advkit.data import TensorData, iterate_batches
+
+
+@dataclass
+class GuardVerdict:
+    clean: float
+    fgsm: float
+    pgd: float
+    collapsed: bool
+    reason: str = ""
+
+    def as_metrics(self) -> dict[str, Any]:
+        return {"co_clean": self.clean, "co_fgsm": self.fgsm, "co_pgd": self.pgd,
+                "co_collapsed": self.collapsed}  # fmt: skip
+
+
+class CatastrophicOverfittingGuard:
+    """Checks clean, FGSM and PGD accuracy on the first ``examples`` validation images.
+
+    Collapse: PGD accuracy more than ``max_drop`` below its best so far, or FGSM accuracy above
+    clean accuracy. ``mode``: "off", "warn" (log only), "rollback" (restore the last good
+    weights and shrink the attack step by ``step_factor``) or "stop" (end training; the best
+    checkpoint is kept as the final model).
+    """
+
+    def __init__(
+        self, mode: str = "off", max_drop: float = 0.2, step_factor: float = 0.5,
+        examples: int = 512, pgd_steps: int = 10,
+    ) -> None:  # fmt: skip
+        self.mode = mode
+        self.max_drop = max_drop
+        self.step_factor = step_factor
+        self.examples = examples
+        self.pgd_steps = pgd_steps
+        self.best_pgd = -math.inf
+        self.collapses = 0
+        self.stopped = False
+        self.snapshot: dict[str, Any] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    def check(self, model: nn.Module, data: TensorData, eps: float, norm: str) -> GuardVerdict:
+        data = data.take(torch.arange(min(self.examples, len(data))))
+        was_training = model.training
+        model.eval()
+        hits = {"clean": 0, "fgsm": 0, "pgd": 0}
+        try:
+            for inputs, labels in iterate_batches(data, 256):
+                adv = {
+                    "clean": inputs,
+                    "fgsm": fgsm(model, inputs, labels, eps=eps, norm=norm),
+                    "pgd": pgd(model, inputs, labels, eps=eps, norm=norm, steps=self.pgd_steps),
+                }
+                with torch.no_grad():
+                    for name, batch in adv.items():
+                        hits[name] += int((model(batch).argmax(1) == labels).sum())
+        finally:
+            model.train(was_training)
+        n = max(len(data), 1)
+        clean, fgsm_acc, pgd_acc = hits["clean"] / n, hits["fgsm"] / n, hits["pgd"] / n
+        reasons = []
+        if pgd_acc < self.best_pgd - self.max_drop:
+            reasons.append(f"PGD accuracy fell to {pgd_acc:.1%} from its best {self.best_pgd:.1%}")
+        if fgsm_acc > clean:
+            reasons.append(f"FGSM accuracy {fgsm_acc:.1%} is above clean accuracy {clean:.1%}")
+        collapsed = bool(reasons)
+        if collapsed:
+            self.collapses += 1
+        else:
+            self.best_pgd = max(self.best_pgd, pgd_acc)
+        return GuardVerdict(clean, fgsm_acc, pgd_acc, collapsed, "; ".join(reasons))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_pgd": self.best_pgd, "collapses": self.collapses, "stopped": self.stopped,
+                "snapshot": self.snapshot}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_pgd = float(state["best_pgd"])
+        self.collapses = int(state["collapses"])
+        self.stopped = bool(state["stopped"])
+        self.snapshot = state.get("snapshot")

@@ -1,0 +1,27 @@
+"""Optimizer construction: SGD with momentum, optional Nesterov, weight decay off for BN and biases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from torch.optim import SGD, Optimizer
+
+
+def build_optimizer(model: nn.Module, config: Any) -> Optimizer:
+    """SGD over the model's parameters; normalization and bias parameters get no weight decay."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return SGD(
+        [g for g in groups if g["params"]],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+    )

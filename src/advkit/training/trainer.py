@@ -1,0 +1,502 @@
+"""The method-agnostic training loop.
+
+The trainer knows no method by name: it builds one from the registry, hands it batches and an
+``optimize`` closure, and does the bookkeeping around it: LR schedule, eps warm-up, EMA, per-epoch
+validation (clean and PGD accuracy), model selection by robust accuracy, the catastrophic-
+overfitting guard, checkpoints that survive a kill, and the run folder.
+
+    >>> from advkit.config import TrainConfig
+    >>> result = train(TrainConfig(epochs=1, subset=1000), run_dir=Path("runs/quick"))
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from advkit import runs
+from advkit.config import TrainConfig, save_config
+from advkit.data import DataSplits, epoch_order, iterate_batches, load_dataset, num_batches
+from advkit.methods import METHODS, Method, StepContext
+from advkit.models import create_model
+from advkit.training.checkpoint import (
+    atomic_write,
+    load_state,
+    load_weights,
+    save_json,
+    save_state,
+    save_weights,
+)
+from advkit.training.guard import CatastrophicOverfittingGuard
+from advkit.training.optim import build_optimizer
+from advkit.training.plots import plot_curves
+from advkit.training.progress import Progress
+from advkit.training.schedules import build_scheduler
+from advkit.training.validation import robust_accuracy
+
+log = logging.getLogger("advkit.train")
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised after a stop request (SIGINT/SIGTERM) once the state is safely checkpointed."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        where = f"; resume with: advkit train --resume {run_dir}" if run_dir else ""
+        super().__init__(f"training interrupted, checkpoint saved{where}")
+        self.run_dir = run_dir
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    run_dir: Path | None
+    metadata: dict[str, Any]
+    selected_epoch: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class _EpochTotals:
+    """Running sums of one epoch, kept as tensors so the hot loop never syncs with the host."""
+
+    loss: Tensor
+    correct: Tensor
+    seen: int = 0
+    extra: dict[str, Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> _EpochTotals:
+        zero = torch.zeros((), dtype=torch.float64, device=device)
+        return cls(loss=zero.clone(), correct=zero.clone())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "correct": self.correct, "seen": self.seen, "extra": self.extra}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> _EpochTotals:
+        return cls(
+            loss=state["loss"].to(device), correct=state["correct"].to(device),
+            seen=int(state["seen"]), extra={k: v.to(device) for k, v in state["extra"].items()},
+        )  # fmt: skip
+
+
+class Trainer:
+    """Trains one model with one method under one config, writing into ``run_dir`` if given."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path | None = None,
+        *,
+        data: DataSplits | None = None,
+        on_step: Callable[[Trainer, int], None] | None = None,
+    ) -> None:
+        self.config = config.validate()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.device = resolve_device(config.device)
+        self.on_step = on_step
+        self._stop_requested = False
+
+        torch.manual_seed(config.seed)
+        self.data = data if data is not None else load_dataset(
+            config.dataset, config.data_dir, val_size=config.val_size, subset=config.subset,
+            seed=config.seed,
+        )  # fmt: skip
+        self.train_data = self.data.train.to(self.device)
+        self.val_data = self.data.val.take(
+            torch.arange(min(config.val_examples, len(self.data.val)))
+        ).to(self.device)
+        self.augment = config.augment or self.data.augment
+
+        self.model = create_model(
+            config.model, num_classes=self.data.num_classes, mean=self.data.mean,
+            std=self.data.std,
+        ).to(self.device)  # fmt: skip
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.step_model: nn.Module = torch.compile(self.model) if config.compile else self.model
+        self.method: Method = METHODS.get(config.method).from_config(config)
+
+        self.batches_per_epoch = num_batches(len(self.train_data), config.batch_size)
+        if self.batches_per_epoch == 0:
+            raise ValueError("the training set is empty: check --subset and --val-size")
+        self.epochs = self._passes(config, self.method)
+        self.total_updates = self.epochs * self.batches_per_epoch * self.method.updates_per_batch
+        warmup = round(config.warmup_epochs * self.batches_per_epoch * self.method.updates_per_batch)
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_updates, warmup)
+        self.ema = (
+            AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            )
+            if config.ema_decay
+            else None
+        )
+        self.guard = CatastrophicOverfittingGuard(
+            mode=config.co_guard, max_drop=config.co_drop, step_factor=config.co_step_factor
+        )
+
+        # Position and history; replaced by a checkpoint on resume.
+        self.epoch = 0
+        self.batch = 0
+        self.global_step = 0
+        self.train_seconds = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.best_metric = -math.inf
+        self.best_epoch = 0
+        self.totals = _EpochTotals.zeros(self.device)
+        self._best_state: dict[str, Tensor] | None = None
+
+    @staticmethod
+    def _passes(config: TrainConfig, method: Method) -> int:
+        """Passes over the data: ``epochs``, or the Free-AT paper's epochs / replays."""
+        if config.paper_epochs:
+            return max(1, math.ceil(config.epochs / method.updates_per_batch))
+        return config.epochs
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run stands."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": "advkit-checkpoint/1",
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method": self.method.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "guard": self.guard.state_dict(),
+            "rng": rng,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "global_step": self.global_step,
+            "train_seconds": self.train_seconds,
+            "history": json.dumps(self.history),
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "totals": self.totals.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.guard.load_state_dict(state["guard"])
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        self.global_step = int(state["global_step"])
+        self.train_seconds = float(state["train_seconds"])
+        self.history = json.loads(state["history"])
+        self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
+        self.totals = _EpochTotals.from_state(state["totals"], self.device)
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is not None:
+            path = self.run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
+            save_state(self.state_dict(), path)
+
+    def resume(self) -> None:
+        """Load ``checkpoints/last.pt`` from the run folder and rewrite metrics.jsonl to match."""
+        if self.run_dir is None:
+            raise ValueError("resume needs a run folder")
+        path = self.run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
+        if not path.is_file():
+            raise runs.RunError(f"no checkpoint to resume from at {path}")
+        self.load_state_dict(load_state(path, map_location=self.device))
+        self._write_history()
+        log.info("resumed %s at epoch %d, batch %d", self.run_dir, self.epoch + 1, self.batch)
+
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and stop after the current step (signal-safe)."""
+        self._stop_requested = True
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TrainResult:
+        """Train until ``epochs`` passes are done; returns the selected model and history."""
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.run_dir / runs.CONFIG_FILE)
+        with self._stop_on_signals():
+            while self.epoch < self.epochs and not self.guard.stopped:
+                self._train_epoch()
+                self._end_epoch()
+        return self._finish()
+
+    def current_eps(self) -> float:
+        """eps, ramped linearly over the first ``eps_warmup_epochs`` epochs."""
+        ramp = self.config.eps_warmup_epochs
+        if ramp <= 0:
+            return self.config.eps
+        progress = self.epoch + self.batch / self.batches_per_epoch
+        return self.config.eps * min(1.0, (progress + 1 / self.batches_per_epoch) / ramp)
+
+    def _optimize(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def _train_epoch(self) -> None:
+        config = self.config
+        order = epoch_order(len(self.train_data), config.seed, self.epoch, device=self.device)
+        batches = iterate_batches(
+            self.train_data, config.batch_size, order=order, start_batch=self.batch,
+            augment=self.augment,
+        )  # fmt: skip
+        progress = Progress(
+            total=self.batches_per_epoch, initial=self.batch,
+            desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=config.quiet,
+        )  # fmt: skip
+        self.model.train()
+        started = time.perf_counter()
+        with progress:
+            for inputs, labels in batches:
+                if config.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                ctx = StepContext(
+                    model=self.step_model, attack_model=self.step_model, optimize=self._optimize,
+                    eps=self.current_eps(), epoch=self.epoch, step=self.global_step,
+                )  # fmt: skip
+                out = self.method.step(inputs, labels, ctx)
+                self._accumulate(out.loss, out.logits, labels, out.metrics)
+                self.batch += 1
+                self.global_step += 1
+                progress.update(self.totals, self.optimizer.param_groups[0]["lr"], len(labels))
+                if self.on_step is not None:
+                    self.on_step(self, self.global_step)
+                if self._stop_requested:
+                    self.train_seconds += time.perf_counter() - started
+                    self.save_checkpoint()
+                    raise TrainingInterrupted(self.run_dir)
+                if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
+                    self.train_seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save_checkpoint()
+                if config.co_check_every and self.global_step % config.co_check_every == 0:
+                    self.train_seconds += time.perf_counter() - started
+                    self._guard_check(mid_epoch=True)
+                    started = time.perf_counter()
+                    self.model.train()
+        self.train_seconds += time.perf_counter() - started
+
+    def _accumulate(self, loss: Tensor, logits: Tensor, labels: Tensor, extra: dict) -> None:
+        n = len(labels)
+        totals = self.totals
+        totals.loss += loss.detach().double() * n
+        totals.correct += (logits.argmax(dim=1) == labels).sum()
+        totals.seen += n
+        for name, value in extra.items():
+            if name not in totals.extra:
+                totals.extra[name] = torch.zeros((), dtype=torch.float64, device=self.device)
+            totals.extra[name] += value.detach().double() * n
+
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _validate(self) -> dict[str, float]:
+        """Clean and PGD-``val_steps`` accuracy on the validation split (at the full eps)."""
+        if len(self.val_data) == 0:
+            return {}
+        clean, robust = robust_accuracy(
+            self._eval_model(), self.val_data, eps=self.config.eps, norm=self.config.norm,
+            steps=self.config.val_steps, batch_size=max(self.config.batch_size, 256),
+        )  # fmt: skip
+        return {"val_clean": clean, "val_pgd": robust}
+
+    def _guard_check(self, *, mid_epoch: bool) -> dict[str, Any]:
+        """Run the catastrophic-overfitting check and apply its verdict (rollback or stop)."""
+        if not self.guard.enabled or len(self.val_data) == 0:
+            return {}
+        verdict = self.guard.check(self._eval_model(), self.val_data, self.config.eps, self.config.norm)
+        if verdict.collapsed:
+            log.warning("catastrophic overfitting at step %d: %s", self.global_step, verdict.reason)
+            if self.guard.mode == "rollback" and self.guard.snapshot is not None:
+                self._restore_snapshot(self.guard.snapshot)
+                self.method.scale_step_size(self.guard.step_factor)
+                log.warning("rolled back to the last good weights; attack step x%g", self.method.step_scale)
+            elif self.guard.mode == "stop":
+                self.guard.stopped = True
+        elif self.guard.mode == "rollback":
+            self.guard.snapshot = self._snapshot()
+        del mid_epoch
+        return verdict.as_metrics()
+
+    def _snapshot(self) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return copy.deepcopy(state)
+
+    def _restore_snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.model.load_state_dict(snapshot["model"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(snapshot["ema"])
+
+    def _end_epoch(self) -> None:
+        totals, seen = self.totals, max(self.totals.seen, 1)
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "train_loss": totals.loss.item() / seen,
+            "train_acc": totals.correct.item() / seen,
+            **{f"train_{k}": v.item() / seen for k, v in totals.extra.items()},
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "eps": self.current_eps(),
+            "train_seconds": round(self.train_seconds, 3),
+        }
+        record |= self._validate()
+        record |= self._guard_check(mid_epoch=False)
+        metric = record.get("val_pgd" if self.method.adversarial else "val_clean", -math.inf)
+        self.history.append(record)
+        self.epoch += 1
+        self.batch = 0
+        self.totals = _EpochTotals.zeros(self.device)
+        if metric > self.best_metric and not record.get("co_collapsed", False):
+            self.best_metric, self.best_epoch = metric, self.epoch
+            self._save_best()
+        log.info("epoch %s", json.dumps(record))
+        self._write_history()
+        self.save_checkpoint()
+
+    def _save_best(self) -> None:
+        if self.run_dir is None:
+            self._best_state = copy.deepcopy(self._eval_model().state_dict())
+            return
+        folder = self.run_dir / runs.CHECKPOINT_DIR
+        save_weights(self._eval_model().state_dict(), folder / runs.BEST_WEIGHTS)
+        save_json({"epoch": self.best_epoch, "metric": self.best_metric}, folder / "best.json")
+
+    def _write_history(self) -> None:
+        if self.run_dir is None:
+            return
+        lines = "".join(json.dumps(record) + "\n" for record in self.history)
+        path = self.run_dir / runs.METRICS_FILE
+        atomic_write(path, lambda tmp: tmp.write_text(lines))
+
+    # ------------------------------------------------------------------ end
+    def _finish(self) -> TrainResult:
+        final = copy.deepcopy(self._eval_model()).eval()
+        selected = self.epoch
+        if self.config.select == "best" and self.best_epoch > 0:
+            if self.run_dir is not None:
+                best = self.run_dir / runs.CHECKPOINT_DIR / runs.BEST_WEIGHTS
+                final.load_state_dict(load_weights(best, self.device))
+            else:
+                final.load_state_dict(self._best_state)
+            selected = self.best_epoch
+        metadata = self.metadata(selected)
+        if self.run_dir is not None:
+            save_weights(final.state_dict(), self.run_dir / runs.MODEL_FILE)
+            save_json(metadata, self.run_dir / runs.META_FILE)
+            plot_curves(self.history, self.run_dir / "curves.png", title=self._title())
+        return TrainResult(final, self.history, self.run_dir, metadata, selected)
+
+    def _title(self) -> str:
+        c = self.config
+        return f"{c.method} on {c.dataset} ({c.model}), {c.norm} eps={c.eps:.4g}"
+
+    def metadata(self, selected_epoch: int) -> dict[str, Any]:
+        """model.json: all a reader needs to rebuild and evaluate the model."""
+        from advkit import __version__
+
+        c = self.config
+        selected = next((r for r in self.history if r["epoch"] == selected_epoch), {})
+        return {
+            "format": runs.META_FORMAT,
+            "advkit_version": __version__,
+            "architecture": c.model,
+            "model_kwargs": {},
+            "num_classes": self.data.num_classes,
+            "mean": list(self.data.mean),
+            "std": list(self.data.std),
+            "input_shape": list(self.train_data.images.shape[1:]),
+            "dataset": c.dataset,
+            "data_dir": c.data_dir,
+            "class_names": self.data.class_names,
+            "threat": {"norm": c.norm, "eps": c.eps},
+            "method": {"name": c.method, **_jsonable(self.method.describe())},
+            "epochs": self.epochs,
+            "batch_size": c.batch_size,
+            "seed": c.seed,
+            "ema_decay": c.ema_decay,
+            "selected": c.select,
+            "selected_epoch": selected_epoch,
+            "val_clean": selected.get("val_clean"),
+            "val_pgd": selected.get("val_pgd"),
+            "train_seconds": round(self.train_seconds, 2),
+            "device": str(self.device),
+            "torch_version": torch.__version__,
+        }
+
+    @contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM ask for a checkpoint and a clean stop instead of killing the process."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            del signum, frame
+            self.request_stop()
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in values.items()}
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    data: DataSplits | None = None,
+) -> TrainResult:
+    """Train with ``config``; with ``resume``, continue the run in ``run_dir`` from its checkpoint."""
+    trainer = Trainer(config, run_dir, data=data)
+    if resume:
+        trainer.resume()
+    return trainer.fit()
