@@ -1,0 +1,243 @@
+"""The dataset table (``DATASETS``) and where each dataset's files are looked for.
+
+A :class:`DatasetSpec` says what a dataset is (classes, image shape, default augmentation) and how
+to read it; the CLI choices, config validation and tests all read this one registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from advkit.data import readers
+from advkit.data.errors import DataError, DataNotFoundError
+from advkit.data.readers import Splits
+from advkit.registry import Registry
+
+ENV_VAR = "ADVKIT_DATA"
+"""Environment variable naming a data folder: per-dataset subfolders or the files directly."""
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+def _no_class_names(path: Path) -> list[str] | None:
+    return None
+
+
+def _fixed_names(names: tuple[str, ...]) -> Callable[[Path], list[str] | None]:
+    return lambda path: list(names)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: its shape facts, where it usually lives, and how to read it.
+
+    Attributes:
+        name: registry name (``--dataset``).
+        num_classes: number of classes; None means it is read from the data.
+        image_shape: (C, H, W), or None when it depends on the files.
+        default_dir: where the data is looked for when no folder is given, or None.
+        augment: the default training augmentation, "none" or "crop-flip".
+        how_to_get: one sentence telling the user how to obtain the files.
+        load: reads ``(train, test)`` from a folder (or a file, for "npz").
+        probe: whether a path looks like it holds this dataset; picks among candidate folders.
+        class_names: the class names for a data path, or None when unknown.
+    """
+
+    name: str
+    num_classes: int | None
+    image_shape: tuple[int, int, int] | None
+    default_dir: str | None
+    augment: str
+    how_to_get: str
+    load: Callable[[Path], Splits]
+    probe: Callable[[Path], bool] = _exists
+    class_names: Callable[[Path], list[str] | None] = _no_class_names
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _register(spec: DatasetSpec) -> None:
+    DATASETS.register(spec.name)(spec)
+
+
+def _idx_spec(
+    name: str, title: str, default_dir: str | None, how: str, classes: tuple[str, ...]
+) -> None:
+    subdirs = (f"{title}/raw",)  # torchvision's layout: <root>/MNIST/raw/
+    _register(
+        DatasetSpec(
+            name=name,
+            num_classes=10,
+            image_shape=(1, 28, 28),
+            default_dir=default_dir,
+            augment="none",
+            how_to_get=how,
+            load=partial(readers.load_idx_dataset, num_classes=10, npz_name=name, subdirs=subdirs),
+            probe=partial(readers.has_idx_dataset, npz_name=name, subdirs=subdirs),
+            class_names=_fixed_names(classes),
+        )
+    )
+
+
+_idx_spec(
+    "mnist",
+    "MNIST",
+    None,
+    "Download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
+    "and t10k-labels-idx1-ubyte.gz (MNIST, http://yann.lecun.com/exdb/mnist/ or a mirror) into "
+    "one folder, or put an mnist.npz there.",
+    tuple(str(d) for d in range(10)),
+)
+_idx_spec(
+    "fashion-mnist",
+    "FashionMNIST",
+    "/usr/share/datasets/fashion-mnist",
+    "Install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or download the "
+    "four idx .gz files from https://github.com/zalandoresearch/fashion-mnist into one folder.",
+    (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+)
+_register(
+    DatasetSpec(
+        name="cifar10",
+        num_classes=10,
+        image_shape=(3, 32, 32),
+        default_dir=None,
+        augment="crop-flip",
+        how_to_get="Download cifar-10-python.tar.gz from "
+        "https://www.cs.toronto.edu/~kriz/cifar.html and extract it (it makes "
+        "cifar-10-batches-py/), or provide a cifar10.npz.",
+        load=readers.load_cifar10,
+        probe=partial(
+            readers.has_cifar,
+            subdir="cifar-10-batches-py",
+            first_file="data_batch_1",
+            npz_name="cifar10",
+        ),
+        class_names=_fixed_names(
+            (
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            )
+        ),
+    )
+)
+_register(
+    DatasetSpec(
+        name="cifar100",
+        num_classes=100,
+        image_shape=(3, 32, 32),
+        default_dir=None,
+        augment="crop-flip",
+        how_to_get="Download cifar-100-python.tar.gz from "
+        "https://www.cs.toronto.edu/~kriz/cifar.html and extract it (it makes cifar-100-python/), "
+        "or provide a cifar100.npz.",
+        load=readers.load_cifar100,
+        probe=partial(
+            readers.has_cifar, subdir="cifar-100-python", first_file="train", npz_name="cifar100"
+        ),
+        class_names=readers.cifar100_class_names,
+    )
+)
+_register(
+    DatasetSpec(
+        name="npz",
+        num_classes=None,
+        image_shape=None,
+        default_dir=None,
+        augment="none",
+        how_to_get="Save your arrays with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
+        "y_test=...) (uint8 images NHW or NHWC, integer labels) and pass the file.",
+        load=readers.load_npz_dataset,
+        probe=readers.has_npz,
+    )
+)
+_register(
+    DatasetSpec(
+        name="imagefolder",
+        num_classes=None,
+        image_shape=None,
+        default_dir=None,
+        augment="none",
+        how_to_get="Arrange PNG/JPEG files as <root>/train/<class>/ and <root>/test/<class>/ "
+        "(one subfolder per class, same names in both) and pass <root>.",
+        load=readers.load_image_folder,
+        probe=readers.has_image_folder,
+        class_names=readers.image_folder_classes,
+    )
+)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registered spec for ``name``; a DataError listing the choices otherwise."""
+    try:
+        return DATASETS.get(name)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
+def resolve_data_dir(name: str, data_dir: str | Path | None) -> Path:
+    """The folder (or file) to read dataset ``name`` from.
+
+    Order: the explicit ``data_dir`` (or its ``<name>`` subfolder when only that holds the
+    data), else ``$ADVKIT_DATA/<name>`` or ``$ADVKIT_DATA`` itself, else the spec's default folder.
+    Raises DataNotFoundError saying where it looked and how to get the data.
+    """
+    spec = get_spec(name)
+    if data_dir is not None:
+        path = Path(data_dir).expanduser()
+        if not path.exists():
+            raise DataNotFoundError(
+                f"{name} data not found: {path} does not exist. {spec.how_to_get}"
+            )
+        if not spec.probe(path) and spec.probe(path / name):
+            return path / name
+        return path
+    candidates: list[Path] = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        root = Path(env).expanduser()
+        candidates += [root / name, root]
+    if spec.default_dir:
+        candidates.append(Path(spec.default_dir))
+    for path in candidates:
+        if path.exists() and spec.probe(path):
+            return path
+    if not candidates:
+        raise DataNotFoundError(
+            f"no folder given for {name}: pass data_dir (--data-dir) or set ${ENV_VAR}. "
+            f"{spec.how_to_get}"
+        )
+    looked = "; ".join(
+        f"{p} ({'holds no ' + name + ' files' if p.exists() else 'does not exist'})"
+        for p in candidates
+    )
+    raise DataNotFoundError(
+        f"{name} data not found; looked in {looked}. {spec.how_to_get} Then pass its folder as "
+        f"data_dir (--data-dir) or set ${ENV_VAR}."
+    )

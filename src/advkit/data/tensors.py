@@ -1,0 +1,108 @@
+"""In-memory datasets as uint8 tensors, the split bundle, and per-channel statistics.
+
+Images stay uint8 (4x smaller than float) on whatever device they live; batches are converted to
+float on the fly by :func:`advkit.data.batching.iterate_batches`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class TensorData:
+    """A labelled image set: contiguous uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    __slots__ = ("images", "labels")
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} "
+                f"{tuple(images.shape)}"
+            )
+        if labels.dtype != torch.int64 or labels.dim() != 1:
+            raise ValueError(
+                f"labels must be an int64 (N,) tensor, got {labels.dtype} {tuple(labels.shape)}"
+            )
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if images.device != labels.device:
+            raise ValueError(f"images on {images.device} but labels on {labels.device}")
+        self.images = images.contiguous()
+        self.labels = labels.contiguous()
+
+    @classmethod
+    def from_numpy(cls, images: np.ndarray, labels: np.ndarray) -> TensorData:
+        """Copy-free where possible; read-only or strided arrays are copied once."""
+        images = np.ascontiguousarray(images)
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        if not images.flags.writeable:  # torch refuses to share read-only memory
+            images = images.copy()
+        if not labels.flags.writeable:
+            labels = labels.copy()
+        return cls(torch.from_numpy(images), torch.from_numpy(labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: torch.device | str) -> TensorData:
+        """The same data on ``device`` (no copy when it is already there)."""
+        return TensorData(self.images.to(device), self.labels.to(device))
+
+    def take(self, indices: Tensor) -> TensorData:
+        """A new dataset with the examples at ``indices`` (any integer or bool index tensor)."""
+        indices = indices.to(self.images.device)
+        return TensorData(self.images[indices], self.labels[indices])
+
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.images.shape[1:]))
+        return f"TensorData({len(self)} images {shape}, device={self.device})"
+
+
+@dataclass
+class DataSplits:
+    """Train/val/test sets plus what a model needs to know about them.
+
+    ``mean``/``std`` are per channel, of the training split, in [0, 1] pixel units. ``augment``
+    is the dataset's default training augmentation ("none" or "crop-flip").
+    """
+
+    train: TensorData
+    val: TensorData
+    test: TensorData
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str
+    dataset: str
+    class_names: list[str] | None
+
+
+def channel_stats(images: Tensor, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 images, in [0, 1] units.
+
+    Accumulates in float64 over chunks of ``chunk`` images, so memory stays small. The sum of
+    squares goes through ``vector_norm`` over each contiguous image plane, several times faster
+    than squaring and reducing the whole chunk.
+    """
+    n, c, h, w = images.shape
+    if n == 0:
+        raise ValueError("cannot compute statistics of an empty image set")
+    total = torch.zeros(c, dtype=torch.float64, device=images.device)
+    total_sq = torch.zeros_like(total)
+    for start in range(0, n, chunk):
+        planes = images[start : start + chunk].reshape(-1, c, h * w).to(torch.float64)
+        total += planes.sum(dim=2).sum(dim=0)
+        total_sq += torch.linalg.vector_norm(planes, dim=2).square().sum(dim=0)
+    count = n * h * w
+    mean = total / count
+    std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
