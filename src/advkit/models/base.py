@@ -1,0 +1,124 @@
+"""The model registry and the normalizing wrapper every model is built inside.
+
+Models take inputs in [0, 1]; per-channel normalization lives inside the model (its mean and std
+are persistent buffers, so they travel with the state dict) so attacks and budgets always work in
+pixel space.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from advkit.registry import Registry
+
+#: ``factory(num_classes: int, in_channels: int, **kwargs) -> nn.Module`` returning logits.
+#: Metadata: ``input_size`` (the H = W the model requires, or None for any) and ``description``.
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std``; input (N, C, H, W) with C = len(mean), same shape out."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        mean, std = [float(m) for m in mean], [float(s) for s in std]
+        if not mean or len(mean) != len(std):
+            raise ValueError(
+                f"mean and std need one value per input channel and the same length, got "
+                f"mean={mean} and std={std}"
+            )
+        if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+            raise ValueError(f"std must be finite and > 0 for every channel, got std={std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = self.mean.shape[0]
+        if x.dim() < 3 or x.shape[-3] != channels:
+            raise ValueError(
+                f"expected inputs of shape (N, {channels}, H, W) to match the {channels}-channel "
+                f"mean/std, got {tuple(x.shape)}; pass mean/std with one value per channel"
+            )
+        return (x - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.tolist()}, std={self.std.tolist()}"
+
+
+class NormalizedModel(nn.Module):
+    """``net(normalize(x))`` for inputs x in [0, 1] of shape (N, C, H, W); logits (N, classes)."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.normalize(x))
+
+
+def create_model(
+    name: str,
+    num_classes: int = 10,
+    mean: Sequence[float] = (0.5,),
+    std: Sequence[float] = (0.5,),
+    **kwargs: object,
+) -> NormalizedModel:
+    """Build the registered model ``name`` wrapped in its normalization.
+
+    ``in_channels`` is ``len(mean)``; ``kwargs`` go to the model's factory (e.g. ``depth`` for
+    ``wrn``). Raises ValueError for an unknown name, bad mean/std, ``num_classes < 2`` or keyword
+    arguments the model does not take.
+    """
+    factory = MODELS.get(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    normalize = Normalize(mean, std)
+    in_channels = normalize.mean.shape[0]
+    signature = inspect.signature(factory).parameters
+    params = list(signature)[2:]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
+    unknown = [] if takes_any else sorted(set(kwargs) - set(params))
+    if unknown:
+        hint = "; in_channels is len(mean)" if "in_channels" in unknown else ""
+        raise ValueError(
+            f"model {name!r} does not take the options {unknown}; it accepts {params or 'none'}"
+            f"{hint}"
+        )
+    return NormalizedModel(factory(num_classes, in_channels, **kwargs), mean, std)
+
+
+def list_models() -> list[tuple[str, str]]:
+    """``(name, description)`` for every registered model, sorted by name."""
+    return [(name, MODELS.meta(name).get("description", "")) for name in MODELS.names()]
+
+
+def check_input_size(x: Tensor, size: int, name: str) -> None:
+    """Raise a ValueError unless ``x`` is (N, C, size, size); a static-shape guard under compile."""
+    if x.dim() != 4 or x.shape[-2] != size or x.shape[-1] != size:
+        raise ValueError(
+            f"{name} expects inputs of shape (N, C, {size}, {size}), got {tuple(x.shape)}; resize "
+            f"the images to {size}x{size} or pick a model that takes this size (`advkit models`)"
+        )
+
+
+def init_resnet_weights(module: nn.Module) -> None:
+    """He (kaiming normal, fan_out) init for convs, BN weight 1 / bias 0, zero linear biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
