@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -34,7 +33,10 @@ def _true_and_best_other(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor
 
 @LOSSES.register("cw")
 def cw_margin(logits: Tensor, labels: Tensor) -> Tensor:
-    """Carlini & Wagner margin: best other logit minus the true logit (S&P 2017, arXiv:1608.04644)."""
+    """Carlini & Wagner margin: best other logit minus the true logit.
+
+    Carlini & Wagner, S&P 2017 (arXiv:1608.04644).
+    """
     true, best_other = _true_and_best_other(logits, labels)
     return best_other - true
 

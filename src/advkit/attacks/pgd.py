@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from advkit.attacks._mode import attack_mode
 from advkit.attacks.losses import LOSSES, LossFn
-from advkit.threat import ThreatModel, get_threat
+from advkit.threat import LinfThreat, ThreatModel, _as_batch, get_threat
 
 
 def pgd_delta(
@@ -22,9 +22,9 @@ def pgd_delta(
     delta: Tensor,
     *,
     threat: ThreatModel,
-    eps: float,
+    eps: Tensor | float,
     steps: int,
-    step_size: float,
+    step_size: Tensor | float,
     loss_fn: LossFn,
     targeted: bool = False,
 ) -> Tensor:
@@ -32,8 +32,13 @@ def pgd_delta(
 
     The hot loop of PGD adversarial training: one forward and one input-gradient backward per step,
     parameter ``.grad`` never touched, nothing synchronized with the host. The caller sets the
-    model's mode.
+    model's mode. ``eps`` and ``step_size`` may be floats or per-sample (N,) tensors.
     """
+    if isinstance(threat, LinfThreat):
+        return _pgd_linf(
+            model, inputs, labels, delta, eps=eps, steps=steps, step_size=step_size,
+            loss_fn=loss_fn, targeted=targeted,
+        )  # fmt: skip
     sign = -1.0 if targeted else 1.0
     for _ in range(steps):
         delta.requires_grad_(True)
@@ -44,12 +49,51 @@ def pgd_delta(
     return delta.detach()
 
 
+def _pgd_linf(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    delta: Tensor,
+    *,
+    eps: Tensor | float,
+    steps: int,
+    step_size: Tensor | float,
+    loss_fn: LossFn,
+    targeted: bool,
+) -> Tensor:
+    """L-inf PGD on the adversarial point itself, updated in place: the ball and the box are one
+    box [max(x - eps, 0), min(x + eps, 1)], so a step is a sign, a fused add and one clamp (the same
+    iterates as ``project(ascent(...))``, without their temporaries)."""
+    inputs = inputs.detach()
+    radius = _as_batch(eps, inputs)
+    lower = (inputs - radius).clamp_(min=0.0)
+    upper = (inputs + radius).clamp_(max=1.0)
+    step = _as_batch(step_size, inputs)
+    if targeted:
+        step = -step
+    adv = (inputs + delta.detach()).clamp_(lower, upper)
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        loss = loss_fn(model(adv), labels).sum()
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv.requires_grad_(False)
+        with torch.no_grad():
+            # The gradient is ours to overwrite unless autograd handed back a broadcast view.
+            direction = grad.sign_() if grad.is_contiguous() else grad.sign()
+            if isinstance(step, Tensor):
+                adv.addcmul_(direction, step)
+            else:
+                adv.add_(direction, alpha=step)
+            adv.clamp_(lower, upper)
+    return adv.sub_(inputs)
+
+
 def pgd(
     model: nn.Module,
     inputs: Tensor,
     labels: Tensor,
     *,
-    eps: float,
+    eps: float | Tensor,
     norm: str = "linf",
     steps: int = 10,
     step_size: float | None = None,
@@ -64,7 +108,8 @@ def pgd(
     Args:
         model: returns logits for inputs in [0, 1].
         inputs: (N, C, H, W) in [0, 1]. labels: (N,) true labels, or target labels if targeted.
-        eps: radius in pixel units (e.g. 8/255). step_size: defaults to 2.5 * eps / steps.
+        eps: radius in pixel units (e.g. 8/255), a float or a per-sample (N,) tensor.
+        step_size: defaults to 2.5 * eps / steps.
         restarts: extra random starts attack only the samples not yet fooled; for each sample the
             first successful perturbation is kept, else the last run's.
         loss: a name in ``advkit.attacks.losses.LOSSES`` ("ce", "cw", "dlr").
@@ -79,26 +124,30 @@ def pgd(
     loss_fn = LOSSES.get(loss)
     step_size = 2.5 * eps / steps if step_size is None else step_size
     inputs = inputs.detach()
-    adv_inputs = inputs.clone()
-    remaining = torch.arange(len(inputs), device=inputs.device)
+    x, y, radius, remaining = inputs, labels, eps, None
     with attack_mode(model, train=train_mode):
-        for _ in range(restarts):
-            x, y = inputs[remaining], labels[remaining]
-            start = threat.random_init(x, eps) if random_start else torch.zeros_like(x)
+        for restart in range(restarts):
+            start = threat.random_init(x, radius) if random_start else torch.zeros_like(x)
             delta = pgd_delta(
-                model, x, y, start, threat=threat, eps=eps, steps=steps,
-                step_size=step_size, loss_fn=loss_fn, targeted=targeted,
+                model, x, y, start, threat=threat, eps=radius, steps=steps,
+                step_size=_subset(step_size, remaining), loss_fn=loss_fn, targeted=targeted,
             )  # fmt: skip
-            adv_inputs[remaining] = x + delta
-            if restarts == 1:
+            if remaining is None:
+                adv_inputs = x + delta
+            else:
+                adv_inputs.index_copy_(0, remaining, x + delta)
+            if restart == restarts - 1:
                 break
             with torch.no_grad():
                 predictions = model(x + delta).argmax(dim=1)
             fooled = predictions == y if targeted else predictions != y
-            remaining = remaining[~fooled]
+            left = (~fooled).nonzero().squeeze(1)
+            remaining = left if remaining is None else remaining[left]
             if len(remaining) == 0:
                 break
-    return adv_inputs
+            x, y = inputs.index_select(0, remaining), labels.index_select(0, remaining)
+            radius = _subset(eps, remaining)
+    return adv_inputs.clamp_(0.0, 1.0)
 
 
 def fgsm(
@@ -127,8 +176,15 @@ def fgsm(
     )  # fmt: skip
 
 
-def _check_budget(eps: float, steps: int, restarts: int) -> None:
-    if eps < 0:
+def _subset(value: Tensor | float, index: Tensor | None) -> Tensor | float:
+    """A per-sample (N,) tensor restricted to ``index``; scalars pass through."""
+    if index is None or not isinstance(value, Tensor) or value.dim() == 0:
+        return value
+    return value.index_select(0, index)
+
+
+def _check_budget(eps: Tensor | float, steps: int, restarts: int) -> None:
+    if bool((torch.as_tensor(eps) < 0).any()):
         raise ValueError(f"eps must be >= 0 (pixel units, e.g. 8/255), got {eps}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

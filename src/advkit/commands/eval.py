@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     data = report_dict(result, warnings, sweep)
     written = [write_json(args.json or run_dir / f"eval-{suite.name}.json", data)]
-    images = _write_figures(run_dir, suite, model, test, sweep, norm, splits.class_names, written)
+    class_names = splits.class_names or meta.get("class_names")
+    images = _write_figures(run_dir, suite, model, test, sweep, norm, class_names, written)
     report = markdown_report(
         data, title=run_dir.resolve().name, metadata=meta, images=images,
         descriptions={entry.name: entry.description for entry in suite.attacks},

@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(run_dir / runs.CONFIG_FILE, keep)
     else:
         config = load_config(args.config, overrides)
-        run_dir = Path(args.out or f"runs/{config.method}-{config.dataset}")
+        run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
+        config.out = str(run_dir)
         if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists():
             raise ValueError(f"{run_dir} already holds a run: continue it with "
                              f"`advkit train --resume {run_dir}` or choose another --out")  # fmt: skip

@@ -1,0 +1,73 @@
+"""``advkit demo``: the embedded default, adversarial training on Fashion-MNIST then evaluation.
+
+Re-running it continues an interrupted run from its checkpoint, or re-evaluates a finished one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from advkit import runs
+from advkit.commands.train import summarize
+from advkit.config import load_config
+from advkit.recipes import recipe_path
+from advkit.training import TrainingInterrupted, train
+
+DEMO_RECIPE = "fashion-mnist-demo"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="adversarially train a small CNN on Fashion-MNIST, then evaluate it",
+        description="Train with the recipe advkit/recipes/fashion-mnist-demo.yaml (PGD-family "
+        "adversarial training at eps=0.1 on the CPU), then evaluate clean and PGD-20 accuracy on "
+        "the test set. An interrupted demo resumes; a finished one is only re-evaluated.",
+    )  # fmt: skip
+    parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
+    parser.add_argument("--fresh", action="store_true", help="train again even if finished")
+    parser.add_argument("--suite", default="quick", help="evaluation suite (default quick)")
+    parser.add_argument("--n-examples", type=int, default=10000,
+                        help="test images to evaluate (count, default all 10000)")  # fmt: skip
+    parser.add_argument("--data-dir", help="folder holding Fashion-MNIST's idx files "
+                        "(default $ADVKIT_DATA or /usr/share/datasets/fashion-mnist)")  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    overrides = {"quiet": args.quiet or None, "data_dir": args.data_dir}
+    config = load_config(recipe_path(DEMO_RECIPE), {k: v for k, v in overrides.items() if v})
+    finished = (out / runs.MODEL_FILE).is_file() and (out / runs.META_FILE).is_file()
+    checkpoint = out / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
+    recipe = yaml.safe_load(recipe_path(DEMO_RECIPE).read_text())
+    print(f"advkit demo: recipe {DEMO_RECIPE}: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
+    if finished and not args.fresh:
+        print(f"{out} holds a finished run: evaluating it (use --fresh to train again)")
+    else:
+        if args.fresh and out.exists():
+            for name in (runs.MODEL_FILE, runs.META_FILE):
+                (out / name).unlink(missing_ok=True)
+            checkpoint.unlink(missing_ok=True)
+        resume = checkpoint.is_file()
+        if resume:
+            print(f"resuming the interrupted demo run in {out}")
+        try:
+            result = train(config, out, resume=resume)
+        except TrainingInterrupted as stopped:
+            print(f"advkit demo: {stopped} (or run `advkit demo` again)", file=sys.stderr)
+            return 130
+        print(summarize(result.metadata, out))
+    from advkit.cli import build_parser
+
+    eval_argv = ["eval", str(out), "--suite", args.suite, "--n-examples", str(args.n_examples)]
+    if args.data_dir:
+        eval_argv += ["--data-dir", args.data_dir]
+    if args.quiet:
+        eval_argv.append("--quiet")
+    eval_args = build_parser().parse_args(eval_argv)
+    return int(eval_args.handler(eval_args) or 0)

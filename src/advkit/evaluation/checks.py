@@ -1,0 +1,281 @@
+"""Sanity checks that catch evaluations overstating robustness, each on a small sample.
+
+A check takes a :class:`CheckContext` and returns ``None`` when all is well, else a warning that
+says what was seen, what it usually means and what to do. Checks reading the evaluation's
+accuracies (or the eps sweep) cost nothing; the others run a few cheap attacks on the sample.
+Gradient masking, randomness and catastrophic overfitting make weak attacks look strong: see
+Athalye et al., "Obfuscated Gradients Give a False Sense of Security", ICML 2018
+(arXiv:1802.00420) and Carlini et al., "On Evaluating Adversarial Robustness" (arXiv:1902.06705).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from advkit.attacks import attack_mode, fgsm, pgd, square
+from advkit.evaluation.evaluate import model_device, predict, to_unit_float
+from advkit.evaluation.suites import SQUARE_NORMS
+from advkit.registry import Registry
+
+#: A fraction of points with a zero input gradient above this is flagged.
+ZERO_GRADIENT_FRACTION = 0.1
+#: FGSM robust accuracy this much above PGD-20's is the catastrophic-overfitting signature.
+FGSM_PGD_GAP = 0.3
+#: FGSM from a random start beating FGSM from the clean point by this much is flagged.
+RANDOM_START_GAP = 0.1
+#: Square breaking at least this fraction of the points the gradient attacks left is flagged.
+BLACK_BOX_FRACTION = 0.05
+#: Robust accuracy above this at a radius that should break everything is flagged.
+LARGE_EPS_ACCURACY = 0.2
+#: Radius "large enough to break everything": L-inf 0.5 (any image can become uniform grey).
+LARGE_LINF_EPS = 0.5
+#: Queries of the Square attack run by the black-box check.
+CHECK_QUERIES = 300
+
+
+@dataclass
+class CheckContext:
+    """What the checks see.
+
+    Attributes:
+        inputs, labels: a small sample of the evaluated set (float in [0, 1]), e.g. 64 points.
+        eps, norm: the evaluation's threat model (eps in pixel units).
+        accuracies: the evaluation's robust accuracies by column (``EvalResult.accuracies()``).
+        n_examples: how many samples those accuracies are over (for the noise margin).
+        cascade: whether the accuracies are cumulative (a cascade suite such as autoattack).
+        sweep: ``[(eps, robust accuracy), ...]`` of an eps sweep, if one was run.
+    """
+
+    model: nn.Module
+    inputs: Tensor
+    labels: Tensor
+    eps: float
+    norm: str = "linf"
+    seed: int = 0
+    accuracies: dict[str, float] = field(default_factory=dict)
+    n_examples: int = 0
+    cascade: bool = False
+    sweep: Sequence[tuple[float, float]] = ()
+
+
+CheckFn = Callable[[CheckContext], str | None]
+CHECKS: Registry[CheckFn] = Registry("sanity check")
+
+
+def run_checks(context: CheckContext, names: Sequence[str] | None = None) -> list[str]:
+    """The warnings of the checks ``names`` (default: every registered one, by name)."""
+    device = model_device(context.model)
+    context = replace(
+        context, inputs=to_unit_float(context.inputs).to(device), labels=context.labels.to(device)
+    )
+    warnings = []
+    for name in CHECKS.names() if names is None else names:
+        with _seeded(context, name):
+            warning = CHECKS.get(name)(context)
+        if warning is not None:
+            warnings.append(warning)
+    return warnings
+
+
+@CHECKS.register("probabilities")
+def outputs_are_probabilities(context: CheckContext) -> str | None:
+    """Outputs non-negative with rows summing to 1: a softmax where logits belong."""
+    outputs = _outputs(context)
+    sums = outputs.sum(dim=1)
+    if bool((outputs >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
+        return (
+            "the model outputs look like probabilities (non-negative, each row sums to 1), not "
+            "logits: attacks on a softmax output get vanishing gradients and overstate "
+            "robustness. Remove the final softmax so the model returns logits, then re-evaluate."
+        )
+    return None
+
+
+@CHECKS.register("deterministic")
+def nondeterministic(context: CheckContext) -> str | None:
+    """Two forward passes in eval mode that differ: randomness that weakens gradient attacks."""
+    first, second = _outputs(context), _outputs(context)
+    difference = float((first - second).abs().max())
+    if difference > 1e-4 * (1 + float(first.abs().max())):
+        return (
+            f"the model is not deterministic in eval mode (two passes on the same inputs differ "
+            f"by up to {difference:.3g}): randomness (dropout left on, random transforms, noise "
+            "layers) makes gradient attacks look weaker than they are. Make eval mode "
+            "deterministic, or evaluate with expectation over transformation (averaging "
+            "gradients over the randomness)."
+        )
+    return None
+
+
+@CHECKS.register("zero_gradient")
+def zero_gradient(context: CheckContext) -> str | None:
+    """Many points where the loss has an exactly zero (or non-finite) input gradient."""
+    inputs = context.inputs.detach().clone().requires_grad_(True)
+    with attack_mode(context.model, train=False):
+        loss = F.cross_entropy(context.model(inputs).float(), context.labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, inputs, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(inputs)
+    flat = grad.flatten(1)
+    bad = (flat.abs().amax(dim=1) == 0) | ~torch.isfinite(flat).all(dim=1)
+    fraction = float(bad.float().mean())
+    if fraction > ZERO_GRADIENT_FRACTION:
+        return (
+            f"{fraction:.0%} of the sample points have a zero (or non-finite) input gradient: "
+            "gradient attacks cannot move from them, so their robust accuracy means little. "
+            "Usual causes: non-differentiable preprocessing (rounding, quantization, JPEG), a "
+            "saturated softmax, or huge logits. Check with a black-box attack "
+            "(--suite autoattack runs Square) and remove the masking."
+        )
+    return None
+
+
+@CHECKS.register("more_steps")
+def more_steps_weaker(context: CheckContext) -> str | None:
+    """PGD-100 leaving noticeably more points robust than PGD-20."""
+    acc = context.accuracies
+    if "pgd20" not in acc or "pgd100" not in acc:
+        return None
+    rise = acc["pgd100"] - acc["pgd20"]
+    if rise > _margin(acc["pgd20"], context.n_examples):
+        return (
+            f"robust accuracy rises with more attack steps (PGD-20 {acc['pgd20']:.1%}, PGD-100 "
+            f"{acc['pgd100']:.1%}): a stronger attack should never do worse. The loss surface is "
+            "likely masked or noisy; try other losses (CW, DLR), restarts and a black-box attack."
+        )
+    return None
+
+
+@CHECKS.register("sweep_rises")
+def sweep_rises(context: CheckContext) -> str | None:
+    """Robust accuracy that rises with eps in the sweep."""
+    points = sorted(context.sweep)
+    for (eps_a, acc_a), (eps_b, acc_b) in pairwise(points):
+        if acc_b - acc_a > _margin(acc_a, context.n_examples):
+            return (
+                f"robust accuracy rises with the radius (eps {eps_a:.4g}: {acc_a:.1%}, eps "
+                f"{eps_b:.4g}: {acc_b:.1%}): a larger budget contains every smaller one, so the "
+                "attack is failing at the larger radius. Suspect gradient masking; check the step "
+                "size and use a stronger or black-box attack."
+            )
+    return None
+
+
+@CHECKS.register("catastrophic_overfitting")
+def catastrophic_overfitting(context: CheckContext) -> str | None:
+    """FGSM far weaker than PGD, or FGSM from a random start stronger than from the clean point."""
+    acc = context.accuracies
+    if "fgsm" in acc and "pgd20" in acc and acc["fgsm"] - acc["pgd20"] > FGSM_PGD_GAP:
+        return (
+            f"FGSM robust accuracy ({acc['fgsm']:.1%}) is far above PGD-20's ({acc['pgd20']:.1%}):"
+            " the signature of catastrophic overfitting (the loss is linear-looking only at the "
+            "clean point). Trust PGD, not FGSM; if the model was trained with FGSM, use a random "
+            "start with a smaller step, GradAlign, or PGD training."
+        )
+    model, inputs, labels = context.model, context.inputs, context.labels
+    at_zero = _robust(
+        model, fgsm(model, inputs, labels, eps=context.eps, norm=context.norm), labels
+    )
+    randomized = fgsm(model, inputs, labels, eps=context.eps, norm=context.norm, random_start=True)
+    at_random = _robust(model, randomized, labels)
+    if at_zero - at_random > max(RANDOM_START_GAP, _margin(at_zero, len(labels))):
+        return (
+            f"FGSM from a random start breaks more points than FGSM from the clean point (robust "
+            f"{at_random:.1%} vs {at_zero:.1%}): the gradient at the clean point misleads, the "
+            "signature of catastrophic overfitting or gradient masking. Trust multi-step attacks "
+            "with random starts, and retrain with a method that keeps the loss locally linear."
+        )
+    return None
+
+
+@CHECKS.register("black_box")
+def black_box_wins(context: CheckContext) -> str | None:
+    """The black-box Square attack breaking points that PGD-20 with CE and with CW loss missed."""
+    acc = context.accuracies
+    if context.cascade and "square" in acc:
+        names = list(acc)
+        before = acc[names[names.index("square") - 1]]
+        broken = before - acc["square"]
+        if broken * context.n_examples >= 2 and broken > BLACK_BOX_FRACTION * before:
+            return _black_box_message(broken / before)
+        return None
+    if context.norm not in SQUARE_NORMS:
+        return None
+    model, inputs, labels = context.model, context.inputs, context.labels
+    survivors = predict(model, inputs).eq(labels)
+    for loss in ("ce", "cw"):
+        survivors &= predict(model, _pgd20(context, inputs, labels, loss=loss)).eq(labels)
+    if int(survivors.sum()) < 2:
+        return None
+    x, y = inputs[survivors], labels[survivors]
+    adversarial = square(model, x, y, eps=context.eps, norm=context.norm, queries=CHECK_QUERIES)
+    broken = int((~predict(model, adversarial).eq(y)).sum())
+    if broken >= 2 and broken > BLACK_BOX_FRACTION * len(y):
+        return _black_box_message(broken / len(y))
+    return None
+
+
+@CHECKS.register("large_eps")
+def robust_at_large_eps(context: CheckContext) -> str | None:
+    """Points still robust at a radius that allows turning any image into uniform grey."""
+    dims = context.inputs[0].numel()
+    eps = LARGE_LINF_EPS if context.norm == "linf" else LARGE_LINF_EPS * math.sqrt(dims)
+    model, inputs, labels = context.model, context.inputs, context.labels
+    adversarial = pgd(model, inputs, labels, eps=eps, norm=context.norm, steps=20)
+    accuracy = _robust(model, adversarial, labels)
+    if accuracy > LARGE_EPS_ACCURACY:
+        return (
+            f"{accuracy:.1%} of the sample stays correctly classified under PGD-20 at "
+            f"{context.norm} eps={eps:.3g}, a radius that can turn any image into uniform grey, "
+            "where robust accuracy should be about 0: the attack does not work on this model "
+            "(masked or zero gradients, wrong input range, a constant model). Fix this before "
+            "trusting any robust accuracy."
+        )
+    return None
+
+
+def _black_box_message(fraction: float) -> str:
+    return (
+        f"the black-box Square attack broke {fraction:.1%} of the points that the gradient "
+        "attacks left robust: gradients are probably masked (obfuscated), and gradient-based "
+        "numbers overstate robustness. Report the worst case including Square (--suite "
+        "autoattack) and look for non-differentiable or saturating parts of the model."
+    )
+
+
+def _outputs(context: CheckContext) -> Tensor:
+    with torch.no_grad(), attack_mode(context.model, train=False):
+        return context.model(context.inputs).float()
+
+
+def _pgd20(context: CheckContext, inputs: Tensor, labels: Tensor, *, loss: str = "ce") -> Tensor:
+    return pgd(
+        context.model, inputs, labels, eps=context.eps, norm=context.norm, steps=20, loss=loss
+    )
+
+
+def _robust(model: nn.Module, adversarial: Tensor, labels: Tensor) -> float:
+    return float(predict(model, adversarial).eq(labels).float().mean())
+
+
+def _margin(accuracy: float, n: int) -> float:
+    """A rise smaller than this is sampling noise: 2 standard errors, at least 1 point."""
+    return max(0.01, 2 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / max(n, 1)))
+
+
+@contextmanager
+def _seeded(context: CheckContext, name: str) -> Iterator[None]:
+    device = model_device(context.model)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(zlib.crc32(f"{context.seed}/check/{name}".encode()))
+        yield

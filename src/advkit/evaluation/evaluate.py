@@ -1,0 +1,315 @@
+"""Run a suite of attacks on a test set and record, per sample, which attacks it withstands.
+
+A sample is robust to an attack when it is correctly classified clean *and* under the attack, so
+robust accuracy (over all evaluated samples) is never above clean accuracy. Attacks only run on
+the samples classified correctly, in chunks of ``batch_size``; before each chunk torch's RNG is
+seeded from (seed, attack, chunk) so a resumed evaluation reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advkit.attacks import AttackStage, attack_mode, cascade
+from advkit.evaluation.state import EvalState
+from advkit.evaluation.suites import AttackEntry, Suite, build_suite
+from advkit.threat import get_threat
+
+CLEAN = "clean"
+CASCADE = "cascade"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every chunk: the phase ("clean", an attack, "cascade"), chunks finished so
+    far in the whole evaluation, the total (None until clean accuracy is known) and whether the
+    chunk was read from saved state rather than computed."""
+
+    phase: str
+    done: int
+    total: int | None
+    resumed: bool
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class EvalResult:
+    """Per-sample outcomes of one evaluation.
+
+    Attributes:
+        clean: (N,) bool, correctly classified without attack.
+        robust: attack name -> (N,) bool, correctly classified clean and under that attack (for a
+            cascade suite: under that attack and every earlier one).
+        worst_case: (N,) bool, robust to every attack of the suite.
+        seconds: compute time, summed over resumed sessions.
+    """
+
+    suite: str
+    eps: float
+    norm: str
+    seed: int
+    clean: Tensor
+    robust: dict[str, Tensor]
+    worst_case: Tensor
+    seconds: float
+    cascade: bool = False
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.clean)
+
+    def accuracies(self) -> dict[str, float]:
+        """{"clean": ..., <attack>: ..., "worst_case": ...}: fractions of all evaluated samples."""
+        columns = {CLEAN: self.clean, **self.robust, "worst_case": self.worst_case}
+        return {name: float(values.float().mean()) for name, values in columns.items()}
+
+
+def evaluate(
+    model: nn.Module,
+    inputs_or_data: Any,
+    labels: Tensor | None = None,
+    suite: str | Suite = "quick",
+    *,
+    eps: float,
+    norm: str = "linf",
+    batch_size: int = 256,
+    seed: int = 0,
+    state_path: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` against the attacks of ``suite`` at radius ``eps`` (pixel units).
+
+    Args:
+        inputs_or_data: (N, C, H, W) inputs, float in [0, 1] or uint8, with ``labels`` (N,); or a
+            dataset split with ``.images`` and ``.labels`` (then leave ``labels`` out).
+        suite: a name in ``SUITES`` or a built ``Suite``.
+        state_path: save per-sample results after every chunk there and resume from it; the file
+            is deleted once the evaluation completes.
+        progress: called with a ``Progress`` after every chunk (for progress bars).
+    """
+    if isinstance(suite, str):
+        suite = build_suite(suite, eps=eps, norm=norm, seed=seed)
+    images, labels = _as_tensors(inputs_or_data, labels)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1 (samples per batch), got {batch_size}")
+    key: dict[str, Any] = {
+        "suite": suite.name, "eps": float(eps), "norm": norm, "n_examples": len(labels),
+        "seed": int(seed), "batch_size": int(batch_size),
+    }  # fmt: skip
+    if state_path is not None:  # never resume with other weights or other test images
+        key["model"] = _fingerprint(model.state_dict().items())
+        key["data"] = _fingerprint([("images", images), ("labels", labels)])
+    state = EvalState.open(state_path, key)
+    phases = 1 if suite.cascade else len(suite.attacks)
+    runner = _Runner(
+        model, images, labels, state, eps=float(eps), norm=norm, seed=seed,
+        batch_size=batch_size, phases=phases, progress=progress,
+    )  # fmt: skip
+    clean = runner.clean_pass()
+    correct = clean.nonzero().squeeze(1)
+    runner.set_total(correct)
+    if suite.cascade:
+        robust = runner.cascade_pass(suite, correct)
+        worst = robust[suite.attacks[-1].name].clone()
+    else:
+        robust = {entry.name: runner.attack_pass(entry, correct) for entry in suite.attacks}
+        worst = clean.clone()
+        for values in robust.values():
+            worst &= values
+    seconds = runner.seconds()
+    state.remove()
+    return EvalResult(
+        suite=suite.name, eps=float(eps), norm=norm, seed=int(seed), clean=clean, robust=robust,
+        worst_case=worst, seconds=seconds, cascade=suite.cascade,
+    )  # fmt: skip
+
+
+class _Runner:
+    """The chunked loops of one evaluation, sharing the state, RNG seeding and progress."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        state: EvalState,
+        *,
+        eps: float,
+        norm: str,
+        seed: int,
+        batch_size: int,
+        phases: int,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.model, self.images, self.labels, self.state = model, images, labels, state
+        self.device = model_device(model)
+        self.seed, self.batch_size = seed, batch_size
+        self.phases, self.progress = phases, progress
+        self.started = time.perf_counter()
+        self.prior_seconds = state.seconds
+        self.done, self.total = 0, None
+        self.budget = (eps, norm)
+
+    def seconds(self) -> float:
+        return self.prior_seconds + time.perf_counter() - self.started
+
+    def clean_pass(self) -> Tensor:
+        n = len(self.labels)
+        clean = self.state.values.setdefault(CLEAN, torch.zeros(n, dtype=torch.bool))
+        for chunk, index in enumerate(_chunks(torch.arange(n), self.batch_size)):
+            if not self._skip(CLEAN, chunk):
+                x, y = self._batch(index)
+                clean[index] = predict(self.model, x).eq(y).cpu()
+                self._finish(CLEAN, chunk)
+        return clean.clone()
+
+    def attack_pass(self, entry: AttackEntry, correct: Tensor) -> Tensor:
+        clean = self.state.values[CLEAN]
+        robust = self.state.values.setdefault(entry.name, clean.clone())
+        for chunk, index in enumerate(_chunks(correct, self.batch_size)):
+            if not self._skip(entry.name, chunk):
+                x, y = self._batch(index)
+                with self._seeded(entry.name, chunk):
+                    adversarial = entry.attack(self.model, x, y)
+                robust[index] = self._still_correct(x, adversarial, y)
+                self._finish(entry.name, chunk)
+        return robust.clone()
+
+    def cascade_pass(self, suite: Suite, correct: Tensor) -> dict[str, Tensor]:
+        clean = self.state.values[CLEAN]
+        names = suite.names()
+        robust = {name: self.state.values.setdefault(name, clean.clone()) for name in names}
+        stages = [AttackStage(entry.name, entry.attack) for entry in suite.attacks]
+        eps, norm = self.budget
+        for chunk, index in enumerate(_chunks(correct, self.batch_size)):
+            if not self._skip(CASCADE, chunk):
+                x, y = self._batch(index)
+                with self._seeded(CASCADE, chunk):
+                    outcome = cascade(
+                        self.model, x, y, stages, batch_size=self.batch_size, eps=eps, norm=norm
+                    )
+                for name, mask in zip(names, outcome.robust_masks.cpu(), strict=True):
+                    robust[name][index] = mask
+                self._finish(CASCADE, chunk)
+        return {name: values.clone() for name, values in robust.items()}
+
+    def _still_correct(self, inputs: Tensor, adversarial: Tensor, labels: Tensor) -> Tensor:
+        _check_budget(inputs, adversarial, *self.budget)
+        return predict(self.model, adversarial).eq(labels).cpu()
+
+    def _batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        return to_unit_float(self.images[index]).to(self.device), self.labels[index].to(self.device)
+
+    @contextmanager
+    def _seeded(self, phase: str, chunk: int) -> Iterator[None]:
+        """Seed torch's RNG from (seed, phase, chunk); the caller's RNG state is restored after."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(zlib.crc32(f"{self.seed}/{phase}/{chunk}".encode()))
+            yield
+
+    def set_total(self, correct: Tensor) -> None:
+        """Once clean accuracy is known: the chunks of the whole evaluation."""
+        self.total = self.done + self.phases * _count_chunks(len(correct), self.batch_size)
+
+    def _skip(self, phase: str, chunk: int) -> bool:
+        if not self.state.is_done(phase, chunk):
+            return False
+        self._report(phase, resumed=True)
+        return True
+
+    def _finish(self, phase: str, chunk: int) -> None:
+        self.state.mark_done(phase, chunk, self.seconds())
+        self._report(phase, resumed=False)
+
+    def _report(self, phase: str, *, resumed: bool) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(Progress(phase, self.done, self.total, resumed))
+
+
+def predict(model: nn.Module, inputs: Tensor) -> Tensor:
+    """Predicted labels in eval mode, without gradients."""
+    with torch.no_grad(), attack_mode(model, train=False):
+        return model(inputs).argmax(dim=1)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def to_unit_float(images: Tensor) -> Tensor:
+    """uint8 images to float in [0, 1]; float images unchanged."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(255)
+    return images.float()
+
+
+def _as_tensors(inputs_or_data: Any, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    if isinstance(inputs_or_data, Tensor):
+        images = inputs_or_data
+        if labels is None:
+            raise ValueError(
+                "pass the labels with the inputs: evaluate(model, inputs, labels, ...)"
+            )
+    else:
+        images, labels = inputs_or_data.images, inputs_or_data.labels
+    labels = torch.as_tensor(labels).long().cpu()
+    images = images.detach().cpu()
+    if len(images) != len(labels) or len(labels) == 0:
+        raise ValueError(
+            f"need as many labels as inputs and at least one sample, got {len(images)} inputs "
+            f"and {len(labels)} labels"
+        )
+    if images.dtype != torch.uint8 and (images.min() < 0 or images.max() > 1):
+        raise ValueError(
+            "inputs must be in [0, 1] (normalization belongs inside the model), got values in "
+            f"[{float(images.min()):.3g}, {float(images.max()):.3g}]"
+        )
+    return images, labels
+
+
+def _chunks(index: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Consecutive pieces of ``index`` of at most ``batch_size`` (none for an empty index)."""
+    if len(index):
+        yield from index.split(batch_size)
+
+
+def _count_chunks(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def _fingerprint(tensors: Iterable[tuple[str, Tensor]]) -> str:
+    """A short hash of named tensors (weights, data), to tell evaluations apart."""
+    digest = hashlib.sha256()
+    for name, tensor in tensors:
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def _check_budget(inputs: Tensor, adversarial: Tensor, eps: float, norm: str) -> None:
+    """Fail loudly if an attack returned inputs outside the eps-ball or the [0, 1] box."""
+    largest = float(get_threat(norm).norm(adversarial - inputs).max())
+    low, high = float(adversarial.min()), float(adversarial.max())
+    if largest > eps * (1 + 1e-4) + 1e-6 or low < -1e-6 or high > 1 + 1e-6:
+        raise RuntimeError(
+            f"an attack returned inputs outside the {norm} ball of radius {eps} or the [0, 1] box "
+            f"(largest perturbation {largest:.6g}, values in [{low:.3g}, {high:.3g}]); this is a "
+            "bug in the attack and its numbers would be meaningless"
+        )

@@ -1,0 +1,166 @@
+"""An evaluation's results as JSON, as a terminal table and as a Markdown report.
+
+The JSON has ``"clean"``, one key per attack run and ``"worst_case"`` (robust accuracies in
+[0, 1]), plus ``"suite"``, ``"eps"``, ``"norm"``, ``"n_examples"``, ``"seconds"``, ``"warnings"``,
+``"attacks"`` (the attack keys in order), ``"cascade"``, ``"seed"`` and, after an eps sweep,
+``"sweep"``. The table and the Markdown read only that dict, so they can be rebuilt from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from advkit.evaluation.evaluate import EvalResult
+
+NORM_NAMES = {"linf": "L-inf", "l2": "L2"}
+
+
+def report_dict(
+    result: EvalResult,
+    warnings: Sequence[str] = (),
+    sweep: Sequence[tuple[float, float]] | None = None,
+) -> dict[str, Any]:
+    """The JSON-ready summary of ``result`` with the checks' ``warnings`` and an optional sweep."""
+    accuracies = result.accuracies()
+    data: dict[str, Any] = {
+        "suite": result.suite, "eps": result.eps, "norm": result.norm,
+        "n_examples": result.n_examples, "attacks": list(result.robust), **accuracies,
+        "seconds": round(result.seconds, 3), "seed": result.seed, "cascade": result.cascade,
+        "warnings": list(warnings),
+    }  # fmt: skip
+    if sweep:
+        data["sweep"] = [{"eps": eps, "robust_accuracy": acc} for eps, acc in sweep]
+    return data
+
+
+def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """Write ``data`` as indented JSON, atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def format_eps(eps: float) -> str:
+    """``0.03137 (8/255)`` when eps is a whole number of 255ths, else ``0.1``."""
+    fraction = Fraction(eps).limit_denominator(255)
+    if fraction.denominator == 255 and abs(float(fraction) - eps) < 1e-9:
+        return f"{eps:.4g} ({fraction.numerator}/255)"
+    return f"{eps:.4g}"
+
+
+def headline(data: Mapping[str, Any]) -> str:
+    """``suite paper, L-inf eps=0.03137 (8/255), 1000 examples, 532.1 s``."""
+    norm = NORM_NAMES.get(data["norm"], data["norm"])
+    return (
+        f"suite {data['suite']}, {norm} eps={format_eps(data['eps'])}, "
+        f"{data['n_examples']} examples, {data['seconds']:.1f} s"
+    )
+
+
+def format_table(data: Mapping[str, Any]) -> str:
+    """A plain-text table of the robust accuracies, with the warnings below it."""
+    rows = [("clean", data["clean"]), *[(name, data[name]) for name in data["attacks"]]]
+    rows.append(("worst_case", data["worst_case"]))
+    width = max(len(name) for name, _ in rows) + 2
+    lines = [headline(data), f"{'attack':<{width}}robust accuracy"]
+    lines += [f"{name:<{width}}{acc:>15.2%}" for name, acc in rows]
+    if data.get("cascade"):
+        lines.append("(cascade: each row counts the attacks above it too)")
+    for eps_point in data.get("sweep", []):
+        lines.append(
+            f"sweep eps={format_eps(eps_point['eps'])}: {eps_point['robust_accuracy']:.2%}"
+        )
+    lines += [f"warning: {warning}" for warning in data.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def markdown_report(
+    data: Mapping[str, Any],
+    *,
+    title: str,
+    descriptions: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    images: Mapping[str, str] | None = None,
+) -> str:
+    """The report as Markdown: the table, the model's training facts, warnings, sweep, images.
+
+    ``images`` maps a caption to a path relative to the report (e.g. the sweep and example PNGs).
+    """
+    descriptions = descriptions or {}
+    lines = [f"# Robustness evaluation: {title}", "", headline(data) + f", seed {data['seed']}", ""]
+    if metadata:
+        lines += [_training_line(metadata), ""]
+    lines += ["| attack | description | robust accuracy |", "|---|---|---:|"]
+    lines.append(f"| clean | no attack | {data['clean']:.2%} |")
+    for name in data["attacks"]:
+        lines.append(f"| {name} | {descriptions.get(name, '')} | {data[name]:.2%} |")
+    worst = "per sample, robust to every attack above"
+    lines += [f"| **worst case** | {worst} | **{data['worst_case']:.2%}** |", ""]
+    lines.append(
+        "A sample counts as robust to an attack only if it is classified correctly both clean "
+        "and under the attack, so no column exceeds clean accuracy."
+    )
+    if data.get("cascade"):
+        lines.append(
+            "The attacks ran as a cascade (each only on the samples every earlier one failed to "
+            "break), so each row is the robust accuracy after that attack and all above it."
+        )
+    lines += ["", "## Sanity checks", ""]
+    lines += [f"- **warning:** {w}" for w in data["warnings"]] or ["No sanity check fired."]
+    if data.get("sweep"):
+        lines += ["", "## Robust accuracy against eps (PGD-20)", "", "| eps | robust accuracy |"]
+        lines.append("|---:|---:|")
+        lines += [f"| {format_eps(p['eps'])} | {p['robust_accuracy']:.2%} |" for p in data["sweep"]]
+    for caption, relative in (images or {}).items():
+        lines += ["", f"## {caption}", "", f"![{caption}]({relative})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(path, text)
+    return path
+
+
+def _training_line(metadata: Mapping[str, Any]) -> str:
+    method = metadata.get("method") or {}
+    threat = metadata.get("threat") or {}
+    facts = [
+        ("model", metadata.get("architecture")),
+        ("dataset", metadata.get("dataset")),
+        ("training method", method.get("name") if isinstance(method, Mapping) else method),
+        ("training threat", _threat_text(threat) if threat else None),
+        ("epochs", metadata.get("epochs")),
+        ("training time", _seconds_text(metadata.get("train_seconds"))),
+    ]
+    return ", ".join(f"{name} {value}" for name, value in facts if value not in (None, ""))
+
+
+def _threat_text(threat: Mapping[str, Any]) -> str:
+    norm = NORM_NAMES.get(threat.get("norm", ""), threat.get("norm", "?"))
+    eps = threat.get("eps")
+    return f"{norm} eps={format_eps(float(eps))}" if eps is not None else norm
+
+
+def _seconds_text(seconds: Any) -> str | None:
+    if seconds is None:
+        return None
+    return f"{float(seconds) / 60:.1f} min"
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file beside ``path``, then rename it over ``path``."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

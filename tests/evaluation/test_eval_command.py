@@ -1,0 +1,98 @@
+"""`advkit eval` end to end on a fake run folder: a random cnn-small and a tiny .npz dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from advkit.cli import main
+from advkit.models import create_model
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run folder whose model classifies its 24 test images "correctly" (labels = predictions)."""
+    torch.manual_seed(0)
+    model = create_model("cnn-small", num_classes=10, mean=(0.5,), std=(0.25,)).eval()
+    rng = np.random.default_rng(0)
+    x_test = rng.integers(0, 256, (24, 28, 28), dtype=np.uint8)
+    with torch.no_grad():
+        y_test = model(torch.from_numpy(x_test)[:, None].float() / 255).argmax(1).numpy()
+    data = tmp_path / "tiny.npz"
+    np.savez(data, x_train=x_test, y_train=y_test, x_test=x_test, y_test=y_test)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / "model.safetensors")
+    meta = {
+        "architecture": "cnn-small", "num_classes": 10, "mean": [0.5], "std": [0.25],
+        "input_shape": [1, 28, 28], "dataset": "npz", "data_dir": str(data),
+        "threat": {"norm": "linf", "eps": 0.1}, "method": {"name": "pgd"}, "epochs": 1,
+        "train_seconds": 3.0,
+    }  # fmt: skip
+    (run / "model.json").write_text(json.dumps(meta))
+    return run
+
+
+def test_eval_writes_json_report_and_figures(run_dir, capsys):
+    code = main(["eval", str(run_dir), "--n-examples", "16", "--batch-size", "8", "--quiet",
+                 "--sweep", "0,0.05,0.1", "--eps", "8/255"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    data = json.loads((run_dir / "eval-quick.json").read_text())
+    assert data["suite"] == "quick" and data["n_examples"] == 16 and data["norm"] == "linf"
+    assert data["eps"] == pytest.approx(8 / 255) and data["clean"] == 1.0
+    assert 0 <= data["worst_case"] <= data["pgd20"] <= data["clean"]
+    assert [p["eps"] for p in data["sweep"]] == [0, 0.05, 0.1]
+    assert isinstance(data["warnings"], list)
+    for name in ("report-quick.md", "eval-quick-examples.png", "eval-sweep.png"):
+        assert (run_dir / name).stat().st_size > 0
+        assert f"wrote {run_dir / name}" in out
+    assert "pgd20" in out and "worst_case" in out
+    assert not (run_dir / "eval-quick.state.pt").exists()
+
+
+def test_eval_of_a_safetensors_file_with_custom_json_path(run_dir, tmp_path):
+    target = tmp_path / "elsewhere" / "result.json"
+    code = main(["eval", str(run_dir / "model.safetensors"), "--n-examples", "8", "--quiet",
+                 "--json", str(target), "--no-resume"])  # fmt: skip
+    assert code == 0
+    assert json.loads(target.read_text())["eps"] == 0.1  # the run's training eps
+    assert (run_dir / "report-quick.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--eps", "abc"], "8/255"),
+        (["--sweep", "0,-1"], "--sweep"),
+        (["--n-examples", "0"], "at least 1"),
+    ],
+)
+def test_user_errors_are_one_line(run_dir, capsys, argv, message):
+    assert main(["eval", str(run_dir), "--quiet", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_missing_run_is_a_one_line_error(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope"), "--quiet"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_progress_bar_follows_the_callbacks(monkeypatch):
+    from advkit.commands import eval as eval_command
+    from advkit.evaluation import Progress
+
+    monkeypatch.setattr(eval_command.sys.stderr, "isatty", lambda: True)
+    with eval_command._Bar("eval", quiet=False) as bar:
+        bar(Progress("clean", 1, None, resumed=True))
+        bar(Progress("pgd20", 2, 5, resumed=False))
+        assert (bar.bar.n, bar.bar.total) == (2, 5)
+        bar(Progress("clean", 1, None, resumed=False))  # a new evaluation (the sweep) restarts
+        assert bar.bar.n == 1
+    with eval_command._Bar("eval", quiet=True) as bar:
+        assert bar.bar is None
