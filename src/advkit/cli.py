@@ -1,8 +1,8 @@
 """Command-line entry point: parse, then call the library. No training logic lives here.
 
-    advkit train --dataset fashion-mnist --method pgd --eps 0.1 --epochs 10 --out runs/pgd
-    advkit eval runs/pgd --suite paper
-    advkit demo
+advkit train --dataset fashion-mnist --method pgd --eps 0.1 --epochs 10 --out runs/pgd
+advkit eval runs/pgd --suite paper
+advkit demo
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class TrainConfig:
     quiet: bool = False
 
     def validate(self) -> TrainConfig:
-        """Check values that do not need the registries; raises ConfigError saying what to change."""
+        """Check values that need no registry; raises ConfigError saying what to change."""
         positive_ints = ["steps", "replays", "epochs", "batch_size", "val_steps"]
         for name in positive_ints:
             if getattr(self, name) < 1:
@@ -136,7 +136,7 @@ _EPS_FIELDS = {"eps", "step_size"}
 
 
 def coerce_field(name: str, value: Any) -> Any:
-    """Convert a YAML or CLI value to the type of field ``name``; ConfigError when it does not fit."""
+    """Convert a YAML or CLI value to the type of field ``name``; ConfigError if it can't."""
     hints = get_type_hints(TrainConfig)
     if name not in hints:
         known = ", ".join(f.name for f in fields(TrainConfig))
@@ -167,11 +167,15 @@ def coerce_field(name: str, value: Any) -> Any:
         if base is float:
             return float(parse_eps(value))
         return str(value)
+    except ConfigError as error:
+        raise ConfigError(f"{name}: {error}") from None
     except (TypeError, ValueError):
         raise ConfigError(f"{name} expects {base.__name__}, got {value!r}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
     """Defaults, then the YAML file, then ``overrides``; validated."""
     values: dict[str, Any] = {}
     if path is not None:

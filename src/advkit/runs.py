@@ -1,13 +1,13 @@
 """The run folder: the unit a user handles.
 
-    RUN_DIR/
-      config.yaml            resolved training config
-      metrics.jsonl          one JSON line per epoch
-      checkpoints/last.pt    full training state (torch.load(weights_only=True))
-      checkpoints/best.safetensors + best.json   weights selected by validation PGD accuracy
-      model.safetensors      the final model's weights
-      model.json             architecture, normalization, dataset, threat model, method, times
-      curves.png             training curves
+RUN_DIR/
+  config.yaml            resolved training config
+  metrics.jsonl          one JSON line per epoch
+  checkpoints/last.pt    full training state (torch.load(weights_only=True))
+  checkpoints/best.safetensors + best.json   weights selected by validation PGD accuracy
+  model.safetensors      the final model's weights
+  model.json             architecture, normalization, dataset, threat model, method, times
+  curves.png             training curves
 """
 
 from __future__ import annotations

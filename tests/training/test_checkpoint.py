@@ -6,7 +6,13 @@ import pickle
 import pytest
 import torch
 
-from advkit.training.checkpoint import atomic_write, load_state, load_weights, save_state, save_weights
+from advkit.training.checkpoint import (
+    atomic_write,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+)
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):

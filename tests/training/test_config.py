@@ -5,7 +5,9 @@ import pytest
 from advkit.config import ConfigError, TrainConfig, load_config, parse_eps
 
 
-@pytest.mark.parametrize(("text", "value"), [("0.1", 0.1), ("8/255", 8 / 255), (" 2 / 255", 2 / 255), (0.3, 0.3)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("0.1", 0.1), ("8/255", 8 / 255), (" 2 / 255", 2 / 255), (0.3, 0.3)]
+)
 def test_parse_eps(text, value):
     assert parse_eps(text) == pytest.approx(value)
 

@@ -17,8 +17,18 @@ from advkit.training import Trainer, TrainingInterrupted, train
 
 def small_config(**overrides) -> TrainConfig:
     values = dict(
-        dataset="fashion-mnist", model="cnn-small", method="pgd", eps=0.1, steps=2, epochs=2,
-        batch_size=64, lr=0.05, val_examples=128, val_steps=3, quiet=True, seed=3,
+        dataset="fashion-mnist",
+        model="cnn-small",
+        method="pgd",
+        eps=0.1,
+        steps=2,
+        epochs=2,
+        batch_size=64,
+        lr=0.05,
+        val_examples=128,
+        val_steps=3,
+        quiet=True,
+        seed=3,
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -28,8 +38,15 @@ def test_pgd_training_reduces_loss_and_writes_run_folder(fashion_small, tmp_path
     result = train(small_config(epochs=3, schedule="constant"), tmp_path, data=fashion_small)
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < losses[0]
-    for name in ["config.yaml", "metrics.jsonl", "model.safetensors", "model.json", "curves.png",
-                 "checkpoints/last.pt", "checkpoints/best.safetensors"]:
+    for name in [
+        "config.yaml",
+        "metrics.jsonl",
+        "model.safetensors",
+        "model.json",
+        "curves.png",
+        "checkpoints/last.pt",
+        "checkpoints/best.safetensors",
+    ]:
         assert (tmp_path / name).is_file(), name
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
@@ -65,8 +82,12 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(fashion_small, tmp_pa
     assert straight.keys() == again.keys()
     for name in straight:
         assert torch.equal(straight[name], again[name]), name
-    metrics = [json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    expected = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(x) for x in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    ]
+    expected = [
+        json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    ]
     for got, want in zip(metrics, expected, strict=True):
         assert got["train_loss"] == want["train_loss"] and got["val_pgd"] == want["val_pgd"]
 

@@ -18,8 +18,11 @@ from advkit.training.schedules import SCHEDULES
 #: field -> (help text with unit, extra argparse kwargs). Every TrainConfig field but out/quiet.
 OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "dataset": ("dataset name (default fashion-mnist)", {"choices": None}),
-    "data_dir": ("folder (or .npz file) holding the dataset's standard files; "
-                 "default $ADVKIT_DATA or the dataset's system folder", {}),
+    "data_dir": (
+        "folder (or .npz file) holding the dataset's standard files; "
+        "default $ADVKIT_DATA or the dataset's system folder",
+        {},
+    ),
     "val_size": ("training images held out for validation and model selection (count)", {}),
     "subset": ("use only the first N training images, for quick runs (count)", {}),
     "augment": ("augmentation: none or crop-flip (default: the dataset's own)", {}),
@@ -30,13 +33,19 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "eps": ("perturbation radius in [0,1] pixel units, e.g. 0.1 or 8/255", {}),
     "eps_warmup_epochs": ("ramp eps linearly from 0 over this many epochs", {}),
     "steps": ("attack steps per batch for pgd and trades (count)", {}),
-    "step_size": ("attack step size in pixel units (default: the method's own, "
-                  "2.5*eps/steps for pgd/trades, 1.25*eps fast, eps free/gradalign)", {}),
+    "step_size": (
+        "attack step size in pixel units (default: the method's own, "
+        "2.5*eps/steps for pgd/trades, 1.25*eps fast, eps free/gradalign)",
+        {},
+    ),
     "attack_train_mode": ("run the training attack with BatchNorm in train mode", {"bool": True}),
     "replays": ("free: times each minibatch is replayed, m (count)", {}),
-    "paper_epochs": ("free: run epochs/replays passes over the data, so the number of weight "
-                     "updates equals natural training for --epochs (the paper's convention); "
-                     "otherwise --epochs counts passes over the data", {"bool": True}),
+    "paper_epochs": (
+        "free: run epochs/replays passes over the data, so the number of weight "
+        "updates equals natural training for --epochs (the paper's convention); "
+        "otherwise --epochs counts passes over the data",
+        {"bool": True},
+    ),
     "init": ("fast: perturbation init: zero, random or previous", {}),
     "grad_align_lambda": ("gradalign: weight of the gradient-alignment regularizer", {}),
     "beta": ("trades: weight of the KL(clean || adversarial) term", {}),
@@ -51,8 +60,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "schedule": ("learning-rate schedule", {"choices": None}),
     "warmup_epochs": ("linear learning-rate warm-up length in epochs", {}),
     "grad_clip": ("clip the gradient norm to this value (default: off)", {}),
-    "ema_decay": ("keep an EMA of the weights with this decay (e.g. 0.999) and use it for "
-                  "validation and the final model (default: off)", {}),
+    "ema_decay": (
+        "keep an EMA of the weights with this decay (e.g. 0.999) and use it for "
+        "validation and the final model (default: off)",
+        {},
+    ),
     "val_examples": ("validation images evaluated each epoch (count)", {}),
     "val_steps": ("PGD steps of the per-epoch validation attack (count)", {}),
     "select": ("final model: best (by validation PGD accuracy) or last epoch", {}),
@@ -96,7 +108,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {
-        field: getattr(args, field) for field in [*OPTIONS, "quiet"] if getattr(args, field) is not None
+        field: getattr(args, field)
+        for field in [*OPTIONS, "quiet"]
+        if getattr(args, field) is not None
     }
     if args.resume:
         run_dir = Path(args.resume)
@@ -109,8 +123,10 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
         config.out = str(run_dir)
         if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists():
-            raise ValueError(f"{run_dir} already holds a run: continue it with "
-                             f"`advkit train --resume {run_dir}` or choose another --out")  # fmt: skip
+            raise ValueError(
+                f"{run_dir} already holds a run: continue it with "
+                f"`advkit train --resume {run_dir}` or choose another --out"
+            )
     try:
         result = train(config, run_dir, resume=bool(args.resume))
     except TrainingInterrupted as stopped:
@@ -122,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 def summarize(meta: dict[str, Any], run_dir: Path) -> str:
     """A few lines on what was trained and where it is."""
+
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{100 * value:.2f}%"
 

@@ -51,7 +51,9 @@ class PGDTraining(Method):
         threat = get_threat(self.norm)
         step_size = 2.5 * ctx.eps / self.steps if self.step_size is None else self.step_size
         step_size *= self.step_scale
-        start = threat.random_init(inputs, ctx.eps) if self.random_start else torch.zeros_like(inputs)
+        start = (
+            threat.random_init(inputs, ctx.eps) if self.random_start else torch.zeros_like(inputs)
+        )
         with attack_mode(ctx.attack_model, train=self.attack_train_mode):
             delta = pgd_delta(
                 ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,

@@ -52,7 +52,9 @@ def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def save_weights(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def save_weights(
+    tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Save a state dict as safetensors, atomically (tensors made contiguous and CPU)."""
     flat = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
     atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))

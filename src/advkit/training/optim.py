@@ -1,4 +1,4 @@
-"""Optimizer construction: SGD with momentum, optional Nesterov, weight decay off for BN and biases."""
+"""Optimizer construction: SGD with momentum, optional Nesterov, no decay on BN and biases."""
 
 from __future__ import annotations
 

@@ -75,7 +75,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+        raise ValueError(
+            f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu"
+        )
     return torch.device(name)
 
 
@@ -146,9 +148,13 @@ class Trainer:
             raise ValueError("the training set is empty: check --subset and --val-size")
         self.epochs = self._passes(config, self.method)
         self.total_updates = self.epochs * self.batches_per_epoch * self.method.updates_per_batch
-        warmup = round(config.warmup_epochs * self.batches_per_epoch * self.method.updates_per_batch)
+        warmup = round(
+            config.warmup_epochs * self.batches_per_epoch * self.method.updates_per_batch
+        )
         self.optimizer = build_optimizer(self.model, config)
-        self.scheduler = build_scheduler(self.optimizer, config.schedule, self.total_updates, warmup)
+        self.scheduler = build_scheduler(
+            self.optimizer, config.schedule, self.total_updates, warmup
+        )
         self.ema = (
             AveragedModel(
                 self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
@@ -342,13 +348,17 @@ class Trainer:
         """Run the catastrophic-overfitting check and apply its verdict (rollback or stop)."""
         if not self.guard.enabled or len(self.val_data) == 0:
             return {}
-        verdict = self.guard.check(self._eval_model(), self.val_data, self.config.eps, self.config.norm)
+        verdict = self.guard.check(
+            self._eval_model(), self.val_data, self.config.eps, self.config.norm
+        )
         if verdict.collapsed:
             log.warning("catastrophic overfitting at step %d: %s", self.global_step, verdict.reason)
             if self.guard.mode == "rollback" and self.guard.snapshot is not None:
                 self._restore_snapshot(self.guard.snapshot)
                 self.method.scale_step_size(self.guard.step_factor)
-                log.warning("rolled back to the last good weights; attack step x%g", self.method.step_scale)
+                log.warning(
+                    "rolled back to the last good weights; attack step x%g", self.method.step_scale
+                )
             elif self.guard.mode == "stop":
                 self.guard.stopped = True
         elif self.guard.mode == "rollback":
@@ -485,7 +495,10 @@ class Trainer:
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in values.items()}
+    return {
+        k: v if isinstance(v, str | int | float | bool | None) else str(v)
+        for k, v in values.items()
+    }
 
 
 def train(
@@ -495,7 +508,10 @@ def train(
     resume: bool = False,
     data: DataSplits | None = None,
 ) -> TrainResult:
-    """Train with ``config``; with ``resume``, continue the run in ``run_dir`` from its checkpoint."""
+    """Train with ``config``; with ``resume``, continue the run in ``run_dir`` from its checkpoint.
+
+    ``data`` replaces the dataset named in the config (tests, notebooks).
+    """
     trainer = Trainer(config, run_dir, data=data)
     if resume:
         trainer.resume()

@@ -1,0 +1,16 @@
+"""YAML training recipes shipped with the package (``advkit train --config <path>``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RECIPES_DIR = Path(__file__).parent
+
+
+def recipe_path(name: str) -> Path:
+    """Path of the recipe ``name`` (file stem); ValueError listing the recipes otherwise."""
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {names}")
+    return path
