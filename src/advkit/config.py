@@ -114,6 +114,11 @@ class TrainConfig:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
         if not 0 < self.co_step_factor < 1:
             raise ConfigError(f"co_step_factor must be in (0, 1), got {self.co_step_factor}")
+        if self.compile and self.method == "gradalign" and self.grad_align_lambda > 0:
+            raise ConfigError(
+                "gradalign needs double backpropagation, which torch.compile does not support: "
+                "train gradalign without --compile"
+            )
         choices = {
             "norm": ("linf", "l2"),
             "init": ("zero", "random", "previous"),

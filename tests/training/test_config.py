@@ -39,6 +39,7 @@ def test_yaml_then_overrides(tmp_path):
         ({"select": "worst"}, "select must be one of"),
         ({"label_smoothing": "1"}, "label_smoothing"),
         ({"nesterov": "maybe"}, "nesterov expects bool"),
+        ({"method": "gradalign", "compile": "true"}, "without --compile"),
     ],
 )
 def test_invalid_values_fail_with_a_message(overrides, message):

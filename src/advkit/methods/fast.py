@@ -1,0 +1,86 @@
+"""Fast adversarial training: FGSM with a random start (Wong, Rice & Kolter, "Fast is better than
+free: Revisiting adversarial training", ICLR 2020, arXiv:2001.03994).
+
+Each batch: one input-gradient step of ``step_size`` (default 1.25 * eps, the paper's alpha) from
+a start ``delta`` drawn by ``init``, projected to the eps-ball and to [0, 1], then one weight
+update on the perturbed batch. The paper's inits: "zero", "random" (uniform in the eps-ball, the
+one that works) and "previous" (the last batch's perturbation, as in Free-AT). The attack runs on
+the unwrapped model in eval mode unless ``attack_train_mode`` (the paper's code used train mode).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advkit.attacks import attack_mode, pgd_delta
+from advkit.attacks.losses import cross_entropy
+from advkit.methods.base import METHODS, Method, StepContext, StepOutput
+from advkit.methods.free import PersistentDelta
+from advkit.threat import get_threat
+
+INITS = ("zero", "random", "previous")
+
+
+@METHODS.register("fast")
+class FastTraining(Method):
+    """FGSM adversarial training from an ``init`` start, ``step_size`` 1.25 * eps by default."""
+
+    def __init__(
+        self,
+        *,
+        init: str = "random",
+        step_size: float | None = None,
+        attack_train_mode: bool = False,
+        **base: Any,
+    ) -> None:
+        super().__init__(**base)
+        if init not in INITS:
+            raise ValueError(f"fast training init must be one of {', '.join(INITS)}; got {init!r}")
+        if step_size is not None and step_size <= 0:
+            raise ValueError(
+                f"step_size must be > 0 (pixel units), or None for 1.25 * eps; got {step_size}"
+            )
+        self.init = init
+        self.step_size = step_size
+        self.attack_train_mode = attack_train_mode
+        self._previous = PersistentDelta()
+
+    @classmethod
+    def config_kwargs(cls, config: Any) -> dict[str, Any]:
+        return super().config_kwargs(config) | {
+            "init": config.init,
+            "step_size": config.step_size,
+            "attack_train_mode": config.attack_train_mode,
+        }
+
+    def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
+        threat = get_threat(self.norm)
+        step_size = 1.25 * ctx.eps if self.step_size is None else self.step_size
+        step_size *= self.step_scale  # shrunk by the catastrophic-overfitting guard
+        if self.init == "random":
+            start = threat.random_init(inputs, ctx.eps)
+        elif self.init == "previous":
+            start = threat.project(self._previous.read(inputs), inputs, ctx.eps)
+        else:
+            start = torch.zeros_like(inputs)
+        with attack_mode(ctx.attack_model, train=self.attack_train_mode):
+            delta = pgd_delta(
+                ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
+                steps=1, step_size=step_size, loss_fn=cross_entropy,
+            )  # fmt: skip
+        if self.init == "previous":
+            self._previous.write(delta)
+        logits = ctx.model(inputs + delta)
+        loss = self.criterion(logits, labels)
+        ctx.optimize(loss)
+        return StepOutput(loss=loss.detach(), logits=logits.detach())
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | self._previous.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._previous.load_state_dict(state)
