@@ -7,7 +7,6 @@ from functools import partial
 
 import pytest
 import torch
-from attacks_support import linear_problem
 
 from advkit.attacks import (
     AttackStage,
@@ -19,6 +18,7 @@ from advkit.attacks import (
     square,
     standard_stages,
 )
+from tests.attacks.attacks_support import linear_problem
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from functools import partial
 
 import pytest
 import torch
-from attacks_support import Quantize, linear_problem, small_net
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -14,6 +13,7 @@ from torch import nn
 from advkit.attacks import apgd, apgd_targeted, attack_mode, fgsm, pgd, pgd_delta, square
 from advkit.attacks.losses import cross_entropy
 from advkit.threat import LinfThreat
+from tests.attacks.attacks_support import Quantize, linear_problem, small_net
 
 #: (id, norm, attack(model, inputs, labels, eps=...)), few steps: the contract, not the strength.
 ATTACKS = [

@@ -6,9 +6,9 @@ from functools import partial
 
 import pytest
 import torch
-from attacks_support import linear_problem, other_real_class
 
 from advkit.attacks import apgd, apgd_targeted, fgsm, pgd, square
+from tests.attacks.attacks_support import linear_problem, other_real_class
 
 #: (id, norm, attack(model, inputs, labels, eps=...) -> adv_inputs)
 ATTACKS = [

@@ -7,10 +7,10 @@ import io
 
 import pytest
 import torch
-from methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 from advkit.methods import METHODS
 from advkit.threat import get_threat
+from tests.methods.methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 NAMES = METHODS.names()
 

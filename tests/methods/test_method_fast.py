@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 from advkit.methods.fast import FastTraining
+from tests.methods.methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 
 def test_zero_init_step_is_fgsm_on_the_eval_mode_model() -> None:

@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 from advkit.methods.free import FreeTraining
 from advkit.threat import get_threat
+from tests.methods.methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 
 def test_one_forward_and_one_backward_per_replay(monkeypatch: pytest.MonkeyPatch) -> None:

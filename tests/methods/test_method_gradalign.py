@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from methods_support import FakeTrainer, Recorder, random_batch, tiny_cnn
 from torch import nn
 
 from advkit.methods.gradalign import GradAlignTraining
 from advkit.threat import get_threat
+from tests.methods.methods_support import FakeTrainer, Recorder, random_batch, tiny_cnn
 
 
 def _binary_batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

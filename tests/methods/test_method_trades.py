@@ -6,10 +6,10 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 from advkit.attacks.losses import kl_to_clean
 from advkit.methods.trades import TRADESTraining
+from tests.methods.methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
 
 def test_beta_zero_is_natural_training() -> None:
