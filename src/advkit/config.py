@@ -83,6 +83,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    amp: bool = False
     checkpoint_every: int = 0
     out: str | None = None
     quiet: bool = False

@@ -152,3 +152,15 @@ def test_misclassified_samples_are_never_attacked(model, data):
     result = evaluate(model, inputs, wrong, suite, eps=EPS, batch_size=16, progress=events.append)
     assert result.accuracies() == {"clean": 0.0, "never": 0.0, "worst_case": 0.0}
     assert [(event.phase, event.done) for event in events] == [("clean", i) for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("name", ["quick", "restarts"])
+def test_every_cheap_suite_runs_and_stays_below_clean(model, data, name):
+    from advkit.evaluation import SUITES
+
+    assert name in SUITES.names()
+    result = evaluate(model, *data, name, eps=EPS, batch_size=64)
+    acc = result.accuracies()
+    assert set(result.robust) == {e.name for e in build_suite(name, eps=EPS, norm="linf").attacks}
+    assert all(0 <= acc[k] <= acc["clean"] for k in result.robust)
+    assert acc["worst_case"] == min(acc[k] for k in result.robust)

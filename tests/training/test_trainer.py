@@ -105,6 +105,13 @@ def test_sigint_saves_checkpoint_and_stops(fashion_small, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.parametrize("method", ["pgd", "free"])
+def test_bfloat16_autocast_trains(fashion_small, method):
+    result = train(small_config(amp=True, method=method, epochs=1, replays=2), data=fashion_small)
+    assert result.history[0]["train_loss"] > 0
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
 def test_select_last_versus_best(fashion_small, tmp_path):
     result = train(small_config(select="last", epochs=1), tmp_path, data=fashion_small)
     assert result.selected_epoch == 1

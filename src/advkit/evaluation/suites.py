@@ -97,6 +97,15 @@ def paper_suite(eps: float, norm: str, seed: int) -> Suite:
 
 
 @SUITES.register(
+    "restarts",
+    description="PGD-50 with 10 random restarts (the MNIST evaluation of Wong et al. 2020)",
+)
+def restarts_suite(eps: float, norm: str, seed: int) -> Suite:
+    attacks = (_pgd_entry("pgd50x10", eps, norm, steps=50, restarts=10),)
+    return Suite("restarts", attacks, example_attack="pgd50x10")
+
+
+@SUITES.register(
     "autoattack",
     description="AutoAttack-style cascade: APGD-CE, APGD-T (DLR), Square (black-box, L-inf only)",
 )

@@ -298,7 +298,8 @@ class Trainer:
                     model=self.step_model, attack_model=self.step_model, optimize=self._optimize,
                     eps=self.current_eps(), epoch=self.epoch, step=self.global_step,
                 )  # fmt: skip
-                out = self.method.step(inputs, labels, ctx)
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=config.amp):
+                    out = self.method.step(inputs, labels, ctx)
                 self._accumulate(out.loss, out.logits, labels, out.metrics)
                 self.batch += 1
                 self.global_step += 1
