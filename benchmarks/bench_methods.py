@@ -28,6 +28,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,17 @@ from advkit.methods import METHODS, Method, StepContext
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MNIST_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
+CIFAR10_NPZ = MNIST_NPZ.with_name("cifar10.npz")
+
+
+def load_cifar10(n: int) -> tuple[Tensor, Tensor, str]:
+    """The first ``n`` CIFAR-10 training images in [0, 1], (n, 3, 32, 32), for 32x32 models."""
+    if not CIFAR10_NPZ.is_file():
+        raise SystemExit(f"no data: {CIFAR10_NPZ} is needed for 3-channel models")
+    with np.load(CIFAR10_NPZ) as data:
+        x, y = data["x_train"][:n], data["y_train"][:n]
+    inputs = torch.from_numpy(x.copy()).float().div_(255).permute(0, 3, 1, 2).contiguous()
+    return inputs, torch.from_numpy(y.astype(np.int64)).flatten(), f"CIFAR-10 ({CIFAR10_NPZ})"
 
 
 def load_images(n: int) -> tuple[Tensor, Tensor, str]:
@@ -60,8 +72,13 @@ def load_images(n: int) -> tuple[Tensor, Tensor, str]:
     return inputs, torch.from_numpy(y.astype(np.int64)), source
 
 
-def make_model() -> nn.Module:
-    """A small CNN with BatchNorm (so attack and train modes differ), about 0.4M parameters."""
+def make_model(name: str = "small-bn", channels: int = 1) -> nn.Module:
+    """An advkit model ``name``, or by default a small CNN with BatchNorm (so attack and train
+    modes differ), about 0.4M parameters."""
+    if name != "small-bn":
+        from advkit.models import create_model
+
+        return create_model(name, 10, mean=(0.5,) * channels, std=(0.25,) * channels)
     return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
@@ -72,11 +89,14 @@ def make_model() -> nn.Module:
 class Runner:
     """One model, its optimizer and a function that trains it for one pass over the data."""
 
+    #: builds the benchmarked model (``--model``); every runner gets a fresh copy with one seed.
+    factory: Callable[[], nn.Module] = make_model
+
     def __init__(self, name: str, step: Callable[[Runner, Tensor, Tensor], None], updates: int,
                  compile_model: bool) -> None:  # fmt: skip
         torch.manual_seed(0)
         self.name, self.step_fn, self.updates = name, step, updates
-        self.model = make_model()
+        self.model = Runner.factory()
         self.step_model = torch.compile(self.model) if compile_model else self.model
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
 
@@ -162,9 +182,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--only", nargs="*", help="benchmark only these rows (natural always)")
+    parser.add_argument("--model", default="small-bn", help="an advkit model name, default a "
+                        "small BatchNorm CNN")  # fmt: skip
+    parser.add_argument("--cifar", action="store_true", help="CIFAR-10 (3x32x32) from shared/data "
+                        "instead of Fashion-MNIST")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    inputs, labels, source = load_images(args.images)
+    channels = 3 if args.cifar else 1
+    Runner.factory = staticmethod(partial(make_model, args.model, channels))
+    inputs, labels, source = (load_cifar10 if args.cifar else load_images)(args.images)
 
     pgd_steps, replays, trades_steps = 7, 4, 10
     methods = {
@@ -187,7 +213,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} "
           f"cores ({cpu_name()}), load {load:.1f} at start, compile={args.compile}")  # fmt: skip
     print(f"data: {len(inputs)} images of {source} ({batches} batches of {args.batch_size}), "
-          f"linf eps {args.eps}; model: small CNN with BatchNorm, SGD; {args.repeats} interleaved "
+          f"linf eps {args.eps}; model: {args.model}, SGD; {args.repeats} interleaved "
           f"repeats after one warm-up pass each")  # fmt: skip
     for runner in runners:  # warm-up (and compilation)
         runner.run_pass(inputs, labels, args.batch_size)
