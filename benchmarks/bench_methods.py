@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last model+data")
     parser.add_argument("--only", nargs="*", help="benchmark only these rows (natural always)")
     parser.add_argument("--model", default="small-bn", help="an advkit model name, default a "
                         "small BatchNorm CNN")  # fmt: skip
@@ -191,6 +192,11 @@ def main() -> None:
     channels = 3 if args.cifar else 1
     Runner.factory = staticmethod(partial(make_model, args.model, channels))
     inputs, labels, source = (load_cifar10 if args.cifar else load_images)(args.images)
+    if args.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+        Runner.factory = staticmethod(
+            lambda build=Runner.factory: build().to(memory_format=torch.channels_last)
+        )
 
     pgd_steps, replays, trades_steps = 7, 4, 10
     methods = {
@@ -211,7 +217,8 @@ def main() -> None:
     batches = -(-len(inputs) // args.batch_size)
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} "
-          f"cores ({cpu_name()}), load {load:.1f} at start, compile={args.compile}")  # fmt: skip
+          f"cores ({cpu_name()}), load {load:.1f} at start, compile={args.compile}, "
+          f"channels_last={args.channels_last}")  # fmt: skip
     print(f"data: {len(inputs)} images of {source} ({batches} batches of {args.batch_size}), "
           f"linf eps {args.eps}; model: {args.model}, SGD; {args.repeats} interleaved "
           f"repeats after one warm-up pass each")  # fmt: skip

@@ -49,7 +49,9 @@ def table(rows: list[dict]) -> str:
         for suite, key, _ in present:
             value = row.get(suite, {}).get(key)
             cells.append("" if value is None else f"{100 * value:.1f}%")
-        n = next((row[s]["n_examples"] for s in ("paper", "autoattack", "restarts") if s in row), "")
+        n = next(
+            (row[s]["n_examples"] for s in ("paper", "autoattack", "restarts") if s in row), ""
+        )
         cells += [f"{row['meta']['train_seconds'] / 60:.1f}", str(n)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
