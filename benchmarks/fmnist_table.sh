@@ -17,6 +17,7 @@ declare -A recipes=(
   [free2]="--method free --replays 2 --epochs 24 --paper-epochs"
   [free4]="--method free --replays 4 --epochs 24 --paper-epochs"
   [free8]="--method free --replays 8 --epochs 24 --paper-epochs"
+  [free4-long]="--method free --replays 4 --epochs 48 --paper-epochs"
   [fast]="--method fast --epochs 15"
   [gradalign]="--method gradalign --epochs 10"
   [trades]="--method trades --steps 5 --epochs 8"

@@ -12,7 +12,7 @@ common=(--dataset mnist --data-dir "$data" --model cnn-small --eps 0.3 --quiet)
 
 declare -A recipes=(
   [fast]="--method fast --epochs 10 --lr 0.1"
-  [pgd40]="--method pgd --steps 40 --step-size 0.01 --epochs ${PGD_EPOCHS:-3} --lr 0.1"
+  [pgd40]="--method pgd --steps 40 --step-size 0.01 --epochs ${PGD_EPOCHS:-3} --lr 0.05 --eps-warmup-epochs 1"
 )
 names=("${@:3}")
 [ ${#names[@]} -gt 0 ] || names=(fast pgd40)

@@ -69,6 +69,10 @@ def plot_free(rows: list[dict], path: Path) -> None:
     )
     if not free:
         raise SystemExit("no evaluated free runs to plot")
+    # Compare at one budget of weight updates (epochs x m): the most common one among the runs.
+    budgets = [r["meta"]["epochs"] * r["meta"]["method"]["replays"] for r in free]
+    budget = max(set(budgets), key=budgets.count)
+    free = [r for r, b in zip(free, budgets, strict=True) if b == budget]
     ms = [r["meta"]["method"]["replays"] for r in free]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key, label in [("clean", "clean"), ("pgd20", "PGD-20"), ("worst_case", "worst case")]:
@@ -76,7 +80,7 @@ def plot_free(rows: list[dict], path: Path) -> None:
     ax.set_xlabel("replays m")
     ax.set_ylabel("test accuracy (%)")
     ax.set_xticks(ms)
-    ax.set_title("Free-m on Fashion-MNIST, eps = 0.1")
+    ax.set_title(f"Free-m, equal weight updates ({budget} x batches)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
