@@ -316,7 +316,7 @@ class Trainer:
                     self.save_checkpoint()
                 if config.co_check_every and self.global_step % config.co_check_every == 0:
                     self.train_seconds += time.perf_counter() - started
-                    self._guard_check(mid_epoch=True)
+                    self._guard_check()
                     started = time.perf_counter()
                     self.model.train()
         self.train_seconds += time.perf_counter() - started
@@ -345,7 +345,7 @@ class Trainer:
         )  # fmt: skip
         return {"val_clean": clean, "val_pgd": robust}
 
-    def _guard_check(self, *, mid_epoch: bool) -> dict[str, Any]:
+    def _guard_check(self) -> dict[str, Any]:
         """Run the catastrophic-overfitting check and apply its verdict (rollback or stop)."""
         if not self.guard.enabled or len(self.val_data) == 0:
             return {}
@@ -364,7 +364,6 @@ class Trainer:
                 self.guard.stopped = True
         elif self.guard.mode == "rollback":
             self.guard.snapshot = self._snapshot()
-        del mid_epoch
         return verdict.as_metrics()
 
     def _snapshot(self) -> dict[str, Any]:
@@ -391,7 +390,7 @@ class Trainer:
             "train_seconds": round(self.train_seconds, 3),
         }
         record |= self._validate()
-        record |= self._guard_check(mid_epoch=False)
+        record |= self._guard_check()
         metric = record.get("val_pgd" if self.method.adversarial else "val_clean", -math.inf)
         self.history.append(record)
         self.epoch += 1
