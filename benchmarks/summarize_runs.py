@@ -23,6 +23,8 @@ COLUMNS = [
     ("restarts", "pgd50x10", "PGD-50 x10"),
 ]
 
+SUITE_NAMES = ("paper", "autoattack", "restarts")
+
 
 def load_run(run: Path) -> dict:
     row = {"name": run.name, "meta": json.loads((run / "model.json").read_text())}
@@ -41,13 +43,15 @@ def describe(meta: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    present = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+    present = [c for c in COLUMNS if c[1] == "clean" or any(c[0] in r for r in rows)]
     head = ["run", "method", *[label for _, _, label in present], "train min", "n eval"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["name"], describe(row["meta"])]
         for suite, key, _ in present:
             value = row.get(suite, {}).get(key)
+            if key == "clean":  # the same in every suite: take it from whichever was run
+                value = next((row[s]["clean"] for s in SUITE_NAMES if s in row), None)
             cells.append("" if value is None else f"{100 * value:.1f}%")
         n = next(
             (row[s]["n_examples"] for s in ("paper", "autoattack", "restarts") if s in row), ""
