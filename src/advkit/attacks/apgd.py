@@ -80,10 +80,7 @@ def apgd(
                 loss_fn=partial(_signed_loss, loss_fn, sign, loss), success_labels=y,
                 targeted=targeted, rho=rho,
             )  # fmt: skip
-            keep = fooled | (run_loss > best_loss[remaining])
-            adv_inputs[remaining[keep]] = (x + delta)[keep]
-            best_loss[remaining] = torch.maximum(best_loss[remaining], run_loss)
-            remaining = remaining[~fooled]
+            remaining = _merge_run(adv_inputs, best_loss, remaining, x + delta, fooled, run_loss)
             if len(remaining) == 0:
                 break
     return adv_inputs.clamp_(0.0, 1.0)
@@ -146,13 +143,27 @@ def apgd_targeted(
                 model, x, y, eps_all[remaining], threat=threat, steps=steps,
                 loss_fn=run_loss, success_labels=y, targeted=False, rho=rho,
             )  # fmt: skip
-            keep = fooled | (margin > best_margin[remaining])
-            adv_inputs[remaining[keep]] = (x + delta)[keep]
-            best_margin[remaining] = torch.maximum(best_margin[remaining], margin)
-            remaining = remaining[~fooled]
+            remaining = _merge_run(adv_inputs, best_margin, remaining, x + delta, fooled, margin)
             if len(remaining) == 0:
                 break
     return adv_inputs.clamp_(0.0, 1.0)
+
+
+def _merge_run(
+    adv_inputs: Tensor,
+    best_score: Tensor,
+    remaining: Tensor,
+    run_adv: Tensor,
+    fooled: Tensor,
+    score: Tensor,
+) -> Tensor:
+    """Fold one run on the ``remaining`` samples into the result, in place: a sample takes the
+    run's point if it fooled the model or scored higher than its best so far. Returns the indices
+    still not fooled (the ones a further run attacks)."""
+    keep = fooled | (score > best_score[remaining])
+    adv_inputs[remaining[keep]] = run_adv[keep]
+    best_score[remaining] = torch.maximum(best_score[remaining], score)
+    return remaining[~fooled]
 
 
 def apgd_run(
