@@ -125,7 +125,7 @@ class TrainConfig:
             "init": ("zero", "random", "previous"),
             "select": ("best", "last"),
             "co_guard": ("off", "warn", "rollback", "stop"),
-            "optimizer": ("sgd",),
+            "optimizer": ("sgd", "adam"),
             "augment": (None, "none", "crop-flip"),
         }
         for name, allowed in choices.items():

@@ -112,6 +112,16 @@ def test_bfloat16_autocast_trains(fashion_small, method):
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
 
 
+def test_adam_optimizer_trains(fashion_small):
+    config = small_config(
+        optimizer="adam", lr=5e-3, weight_decay=0.0, epochs=2, schedule="constant"
+    )
+    trainer = Trainer(config, data=fashion_small)
+    assert type(trainer.optimizer).__name__ == "Adam"
+    result = trainer.fit()
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
 def test_select_last_versus_best(fashion_small, tmp_path):
     result = train(small_config(select="last", epochs=1), tmp_path, data=fashion_small)
     assert result.selected_epoch == 1

@@ -52,7 +52,7 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "label_smoothing": ("label smoothing of the training loss, in [0, 1)", {}),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),
-    "optimizer": ("optimizer: sgd", {}),
+    "optimizer": ("optimizer: sgd (with --momentum, --nesterov) or adam", {}),
     "lr": ("peak learning rate", {}),
     "momentum": ("SGD momentum", {}),
     "nesterov": ("Nesterov momentum", {"bool": True}),
