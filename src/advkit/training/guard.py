@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
 from advkit.attacks import fgsm, pgd
-from advkit.data import TensorData, iterate_batches
+from advkit.data import TensorData
+from advkit.training.validation import accuracies
 
 
 @dataclass
@@ -61,23 +63,12 @@ class CatastrophicOverfittingGuard:
 
     def check(self, model: nn.Module, data: TensorData, eps: float, norm: str) -> GuardVerdict:
         data = data.take(torch.arange(min(self.examples, len(data))))
-        was_training = model.training
-        model.eval()
-        hits = {"clean": 0, "fgsm": 0, "pgd": 0}
-        try:
-            for inputs, labels in iterate_batches(data, 256):
-                adv = {
-                    "clean": inputs,
-                    "fgsm": fgsm(model, inputs, labels, eps=eps, norm=norm),
-                    "pgd": pgd(model, inputs, labels, eps=eps, norm=norm, steps=self.pgd_steps),
-                }
-                with torch.no_grad():
-                    for name, batch in adv.items():
-                        hits[name] += int((model(batch).argmax(1) == labels).sum())
-        finally:
-            model.train(was_training)
-        n = max(len(data), 1)
-        clean, fgsm_acc, pgd_acc = hits["clean"] / n, hits["fgsm"] / n, hits["pgd"] / n
+        attacks = {
+            "fgsm": partial(fgsm, eps=eps, norm=norm),
+            "pgd": partial(pgd, eps=eps, norm=norm, steps=self.pgd_steps),
+        }
+        measured = accuracies(model, data, attacks)
+        clean, fgsm_acc, pgd_acc = measured["clean"], measured["fgsm"], measured["pgd"]
         reasons = []
         if pgd_acc < self.best_pgd - self.max_drop:
             reasons.append(f"PGD accuracy fell to {pgd_acc:.1%} from its best {self.best_pgd:.1%}")

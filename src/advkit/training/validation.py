@@ -1,12 +1,43 @@
-"""Accuracy on a held-out split, clean and under PGD, used for model selection each epoch."""
+"""Accuracy on a held-out split, clean and under attacks, for model selection and the guard."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from functools import partial
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from advkit.attacks import pgd
 from advkit.data import TensorData, iterate_batches
+
+Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+def accuracies(
+    model: nn.Module, data: TensorData, attacks: Mapping[str, Attack], batch_size: int = 256
+) -> dict[str, float]:
+    """Accuracy on ``data`` clean (key "clean") and on each attack's adversarial inputs.
+
+    The model is evaluated in eval mode and its mode restored; counts stay on the device until
+    the end. Attacks run in the mapping's order on each batch (fixing their RNG use).
+    """
+    device = data.images.device
+    hits = {name: torch.zeros((), dtype=torch.long, device=device) for name in ["clean", *attacks]}
+    was_training = model.training
+    model.eval()
+    try:
+        for inputs, labels in iterate_batches(data, batch_size):
+            batches = {"clean": inputs} | {
+                name: attack(model, inputs, labels) for name, attack in attacks.items()
+            }
+            with torch.no_grad():
+                for name, batch in batches.items():
+                    hits[name] += (model(batch).argmax(1) == labels).sum()
+    finally:
+        model.train(was_training)
+    n = max(len(data), 1)
+    return {name: count.item() / n for name, count in hits.items()}
 
 
 def robust_accuracy(
@@ -19,20 +50,6 @@ def robust_accuracy(
     batch_size: int = 256,
 ) -> tuple[float, float]:
     """(clean accuracy, accuracy under PGD-``steps`` with step 2.5 * eps / steps), model in eval."""
-    correct = torch.zeros((), dtype=torch.long, device=data.images.device)
-    robust = torch.zeros_like(correct)
-    was_training = model.training
-    model.eval()
-    try:
-        for inputs, labels in iterate_batches(data, batch_size):
-            with torch.no_grad():
-                correct += (model(inputs).argmax(1) == labels).sum()
-            if eps > 0:
-                adv_inputs = pgd(model, inputs, labels, eps=eps, norm=norm, steps=steps)
-                with torch.no_grad():
-                    robust += (model(adv_inputs).argmax(1) == labels).sum()
-    finally:
-        model.train(was_training)
-    n = max(len(data), 1)
-    clean_acc = correct.item() / n
-    return clean_acc, (robust.item() / n if eps > 0 else clean_acc)
+    attacks = {"pgd": partial(pgd, eps=eps, norm=norm, steps=steps)} if eps > 0 else {}
+    result = accuracies(model, data, attacks, batch_size)
+    return result["clean"], result.get("pgd", result["clean"])
