@@ -50,13 +50,17 @@ def table(rows: list[dict]) -> str:
         cells = [row["name"], describe(row["meta"])]
         for suite, key, _ in present:
             value = row.get(suite, {}).get(key)
-            if key == "clean":  # the same in every suite: take it from whichever was run
-                value = next((row[s]["clean"] for s in SUITE_NAMES if s in row), None)
+            if key == "clean":  # in every suite: take it from the one on the most images
+                evaluated = [row[s] for s in SUITE_NAMES if s in row]
+                value = (
+                    max(evaluated, key=lambda e: e["n_examples"])["clean"] if evaluated else None
+                )
             cells.append("" if value is None else f"{100 * value:.1f}%")
-        n = next(
-            (row[s]["n_examples"] for s in ("paper", "autoattack", "restarts") if s in row), ""
-        )
-        cells += [f"{row['meta']['train_seconds'] / 60:.1f}", str(n)]
+        sizes = {s: row[s]["n_examples"] for s in SUITE_NAMES if s in row}
+        n = ", ".join(f"{s} {k}" for s, k in sizes.items())
+        if len(set(sizes.values())) == 1:  # all suites on the same images: one number
+            n = str(next(iter(sizes.values())))
+        cells += [f"{row['meta']['train_seconds'] / 60:.1f}", n]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -45,12 +45,13 @@ class TrainConfig:
     # model
     model: str = "cnn-small"
     channels_last: bool = False
+    normalize: bool = True  # False: the model sees raw [0, 1] pixels (mean 0, std 1)
     # method and threat model
     method: str = "pgd"
     norm: str = "linf"
     eps: float = 0.1
     eps_warmup_epochs: float = 0.0
-    steps: int = 7
+    steps: int | None = None  # None: the method's own (pgd 7, trades 10)
     step_size: float | None = None
     attack_train_mode: bool = False
     replays: int = 4
@@ -79,6 +80,7 @@ class TrainConfig:
     co_drop: float = 0.2
     co_check_every: int = 0
     co_step_factor: float = 0.5
+    co_max_rollbacks: int = 3
     # run
     seed: int = 0
     device: str = "auto"
@@ -92,11 +94,11 @@ class TrainConfig:
         """Check values that need no registry; raises ConfigError saying what to change."""
         positive_ints = ["steps", "replays", "epochs", "batch_size", "val_steps"]
         for name in positive_ints:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ["eps", "eps_warmup_epochs", "grad_align_lambda", "beta", "weight_decay",
-                        "warmup_epochs", "momentum", "val_size", "val_examples", "co_drop",
-                        "checkpoint_every", "co_check_every"]  # fmt: skip
+                        "warmup_epochs", "momentum", "val_size", "val_examples",
+                        "checkpoint_every", "co_check_every", "co_max_rollbacks"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -113,6 +115,10 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in (0, 1), e.g. 0.999, got {self.ema_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if not 0 < self.co_drop < 1:
+            raise ConfigError(
+                f"co_drop must be in (0, 1), a fraction of the best, got {self.co_drop}"
+            )
         if not 0 < self.co_step_factor < 1:
             raise ConfigError(f"co_step_factor must be in (0, 1), got {self.co_step_factor}")
         if self.compile and self.method == "gradalign" and self.grad_align_lambda > 0:
@@ -122,7 +128,7 @@ class TrainConfig:
             )
         choices = {
             "norm": ("linf", "l2"),
-            "init": ("zero", "random", "previous"),
+            "init": ("zero", "random", "ball", "previous"),
             "select": ("best", "last"),
             "co_guard": ("off", "warn", "rollback", "stop"),
             "optimizer": ("sgd", "adam"),
@@ -182,12 +188,11 @@ def coerce_field(name: str, value: Any) -> Any:
 def load_config(
     path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> TrainConfig:
-    """Defaults, then the YAML file, then ``overrides``; validated."""
+    """Defaults, then the YAML file (a path, or the name of a recipe shipped in
+    ``advkit/recipes``), then ``overrides``; validated."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
+        path = _config_file(path)
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
@@ -198,6 +203,20 @@ def load_config(
     values.update(overrides or {})
     coerced = {name: coerce_field(name, value) for name, value in values.items()}
     return TrainConfig(**coerced).validate()
+
+
+def _config_file(path: str | Path) -> Path:
+    """``path`` if it is a file, else the shipped recipe of that name; ConfigError otherwise."""
+    from advkit.recipes import RECIPES_DIR
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    recipe = RECIPES_DIR / f"{path.name}.yaml"
+    if path.parent == Path(".") and not path.suffix and recipe.is_file():
+        return recipe
+    names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise ConfigError(f"config file {path} does not exist (shipped recipes: {names})")
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

@@ -32,8 +32,9 @@ class ThreatModel(ABC):
         """Per-sample norm of a perturbation batch, shape (N,)."""
 
     @abstractmethod
-    def random_init(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
-        """A random perturbation inside the ball (and the box)."""
+    def sample_ball(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
+        """A perturbation drawn uniformly from the eps-ball, shaped like ``inputs``; not clipped to
+        the [0, 1] box."""
 
     @abstractmethod
     def ascent(self, delta: Tensor, grad: Tensor, step_size: Tensor | float) -> Tensor:
@@ -42,6 +43,11 @@ class ThreatModel(ABC):
     @abstractmethod
     def project_ball(self, delta: Tensor, eps: Tensor | float) -> Tensor:
         """Project onto the eps-ball, ignoring the box."""
+
+    def random_init(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
+        """A random perturbation inside the ball and the box: ``sample_ball`` clipped so that
+        ``inputs + delta`` lies in [0, 1]."""
+        return (inputs + self.sample_ball(inputs, eps)).clamp_(0.0, 1.0).sub_(inputs)
 
     def project(self, delta: Tensor, inputs: Tensor, eps: Tensor | float) -> Tensor:
         """Project onto the ball, then clip so that ``inputs + delta`` lies in [0, 1].
@@ -60,10 +66,8 @@ class LinfThreat(ThreatModel):
     def norm(self, delta: Tensor) -> Tensor:
         return delta.flatten(1).abs().amax(dim=1)
 
-    def random_init(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
-        eps = _as_batch(eps, inputs)
-        delta = (torch.rand_like(inputs) * 2 - 1) * eps
-        return (inputs + delta).clamp_(0.0, 1.0).sub_(inputs)
+    def sample_ball(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
+        return (torch.rand_like(inputs) * 2 - 1) * _as_batch(eps, inputs)
 
     def ascent(self, delta: Tensor, grad: Tensor, step_size: Tensor | float) -> Tensor:
         return delta + _as_batch(step_size, delta) * grad.sign()
@@ -82,14 +86,13 @@ class L2Threat(ThreatModel):
     def norm(self, delta: Tensor) -> Tensor:
         return delta.flatten(1).norm(p=2, dim=1)
 
-    def random_init(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
+    def sample_ball(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
         # Uniform in the ball: a Gaussian direction, radius eps * U^(1/d).
         direction = torch.randn_like(inputs)
         direction = direction / _per_sample(self.norm(direction).clamp_min(1e-12), inputs)
         dim = inputs[0].numel()
         radius = torch.rand(inputs.shape[0], device=inputs.device, dtype=inputs.dtype) ** (1 / dim)
-        delta = direction * _per_sample(radius, inputs) * _as_batch(eps, inputs)
-        return (inputs + delta).clamp_(0.0, 1.0).sub_(inputs)
+        return direction * _per_sample(radius, inputs) * _as_batch(eps, inputs)
 
     def ascent(self, delta: Tensor, grad: Tensor, step_size: Tensor | float) -> Tensor:
         grad_norm = _per_sample(self.norm(grad).clamp_min(1e-12), grad)

@@ -55,3 +55,36 @@ def test_previous_init_starts_from_the_last_batch_perturbation() -> None:
     torch.testing.assert_close(method.state_dict()["delta"], carried)
     method.step(*second, trainer.context(eps=0.1))
     torch.testing.assert_close(model.inputs[2], (second[0] + carried).clamp(0, 1))
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.3), ("l2", 2.0)])
+def test_ball_init_takes_the_gradient_outside_the_box_and_returns_a_feasible_step(norm, eps):
+    """Wong et al.'s MNIST start: the gradient point may leave [0, 1], the perturbation may not."""
+    torch.manual_seed(0)
+    inputs, labels = random_batch()
+    inputs[:, :, :8] = 0.0  # background pixels, as on MNIST
+    model = Recorder(tiny_cnn())
+    method = FastTraining(init="ball", norm=norm)
+    method.step(inputs, labels, FakeTrainer(model).context(eps=eps))
+    gradient_point, trained_on = model.inputs
+    assert gradient_point.amin() < 0  # not clipped before the gradient
+    delta = trained_on - inputs
+    assert trained_on.amin() >= 0 and trained_on.amax() <= 1
+    norms = delta.flatten(1).abs().amax(1) if norm == "linf" else delta.flatten(1).norm(dim=1)
+    assert norms.amax() <= eps + 1e-6
+
+
+def test_ball_init_step_matches_the_reference_formula() -> None:
+    eps, alpha = 0.3, 0.375
+    inputs, labels = random_batch()
+    model = Recorder(tiny_cnn())
+    reference = copy.deepcopy(model.model).eval()
+    torch.manual_seed(3)
+    FastTraining(init="ball", step_size=alpha).step(
+        inputs, labels, FakeTrainer(model).context(eps=eps)
+    )
+    torch.manual_seed(3)
+    start = ((torch.rand_like(inputs) * 2 - 1) * eps).requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(reference(inputs + start), labels), start)
+    delta = (start.detach() + alpha * grad.sign()).clamp(-eps, eps)
+    torch.testing.assert_close(model.inputs[1], (inputs + delta).clamp(0, 1))

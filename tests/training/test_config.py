@@ -38,6 +38,8 @@ def test_yaml_then_overrides(tmp_path):
         ({"norm": "l1"}, "norm must be one of linf, l2"),
         ({"select": "worst"}, "select must be one of"),
         ({"label_smoothing": "1"}, "label_smoothing"),
+        ({"co_drop": "1.5"}, "co_drop must be in"),
+        ({"init": "uniform"}, "init must be one of"),
         ({"nesterov": "maybe"}, "nesterov expects bool"),
         ({"method": "gradalign", "compile": "true"}, "without --compile"),
     ],
@@ -58,3 +60,21 @@ def test_bad_yaml(tmp_path):
 
 def test_defaults_validate():
     assert TrainConfig().validate().eps == 0.1
+
+
+def test_config_by_shipped_recipe_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a name, not a path relative to the caller
+    assert load_config("fashion-mnist-demo").method == "free"
+    with pytest.raises(ConfigError, match=r"shipped recipes: .*fashion-mnist-demo"):
+        load_config("no-such-recipe")
+
+
+def test_every_shipped_recipe_loads_and_builds_its_method():
+    from advkit.methods import METHODS
+    from advkit.recipes import RECIPES_DIR
+
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    assert {"fashion-mnist-demo", "mnist-fast", "mnist-pgd40"} <= set(names)
+    for name in names:
+        config = load_config(name)
+        METHODS.get(config.method).from_config(config)

@@ -166,3 +166,23 @@ def test_pgd_attack_in_training_respects_budget_and_leaves_grads(fashion_small):
         assert (batch - inputs).abs().max() <= 0.1 + 1e-6
         assert batch.min() >= 0 and batch.max() <= 1
     assert out.logits.shape == (32, 10)
+
+
+def test_no_normalize_feeds_raw_pixels_and_the_saved_model_agrees(fashion_small, tmp_path):
+    result = train(small_config(normalize=False, epochs=1), tmp_path, data=fashion_small)
+    meta = runs.load_metadata(tmp_path)
+    assert meta["mean"] == [0.0] and meta["std"] == [1.0]
+    normalize = result.model.normalize
+    assert normalize.mean.tolist() == [0.0] and normalize.std.tolist() == [1.0]
+    inputs = fashion_small.test.images[:8].float() / 255
+    loaded = runs.load_model(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(inputs), result.model.eval()(inputs))
+
+
+@pytest.mark.parametrize(("method", "steps", "expected"), [
+    ("pgd", None, 7), ("trades", None, 10), ("trades", 3, 3), ("pgd", 2, 2),
+])  # fmt: skip
+def test_steps_default_to_the_method_own(fashion_small, method, steps, expected):
+    trainer = Trainer(small_config(method=method, steps=steps), data=fashion_small)
+    assert trainer.method.steps == expected

@@ -12,6 +12,7 @@ from advkit.config import TrainConfig, load_config
 from advkit.data import DATASETS
 from advkit.methods import METHODS
 from advkit.models import MODELS
+from advkit.recipes import RECIPES_DIR
 from advkit.training import TrainingInterrupted, train
 from advkit.training.schedules import SCHEDULES
 
@@ -28,11 +29,19 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "augment": ("augmentation: none or crop-flip (default: the dataset's own)", {}),
     "model": ("architecture (see `advkit models`)", {"choices": None}),
     "channels_last": ("use the channels_last memory format", {"bool": True}),
+    "normalize": (
+        "standardize inputs by the training set's per-channel mean and std inside the model "
+        "(default on; --no-normalize feeds raw [0,1] pixels, as Wong et al.'s MNIST net)",
+        {"bool": True},
+    ),
     "method": ("training method", {"choices": None}),
     "norm": ("threat model: linf or l2", {"choices": ["linf", "l2"]}),
     "eps": ("perturbation radius in [0,1] pixel units, e.g. 0.1 or 8/255", {}),
     "eps_warmup_epochs": ("ramp eps linearly from 0 over this many epochs", {}),
-    "steps": ("attack steps per batch for pgd and trades (count)", {}),
+    "steps": (
+        "attack steps per batch for pgd and trades (count; default 7 for pgd, 10 for trades)",
+        {},
+    ),
     "step_size": (
         "attack step size in pixel units (default: the method's own, "
         "2.5*eps/steps for pgd/trades, 1.25*eps fast, eps free/gradalign)",
@@ -46,7 +55,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "otherwise --epochs counts passes over the data",
         {"bool": True},
     ),
-    "init": ("fast: perturbation init: zero, random or previous", {}),
+    "init": (
+        "fast: perturbation start: zero, random (uniform in the ball, clipped to [0,1]), ball "
+        "(uniform in the ball, unclipped: Wong et al.'s MNIST code) or previous",
+        {},
+    ),
     "grad_align_lambda": ("gradalign: weight of the gradient-alignment regularizer", {}),
     "beta": ("trades: weight of the KL(clean || adversarial) term", {}),
     "label_smoothing": ("label smoothing of the training loss, in [0, 1)", {}),
@@ -69,9 +82,16 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "val_steps": ("PGD steps of the per-epoch validation attack (count)", {}),
     "select": ("final model: best (by validation PGD accuracy) or last epoch", {}),
     "co_guard": ("catastrophic-overfitting guard: off, warn, rollback or stop", {}),
-    "co_drop": ("guard: PGD accuracy drop from its best that counts as collapse (fraction)", {}),
+    "co_drop": (
+        "guard: collapse when PGD accuracy falls by more than this fraction of its best (0-1)",
+        {},
+    ),
     "co_check_every": ("guard: also check every N weight updates (0: once per epoch)", {}),
     "co_step_factor": ("guard: attack step-size factor applied after a rollback", {}),
+    "co_max_rollbacks": (
+        "guard: rollbacks allowed before a further collapse stops training (count)",
+        {},
+    ),
     "seed": ("random seed (data order, init, attacks)", {}),
     "device": ("auto, cpu, cuda or cuda:N", {}),
     "compile": (
@@ -98,7 +118,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model", description="Train a classifier, writing a run folder. "
         "Values come from the defaults, then --config YAML, then these options.",
     )  # fmt: skip
-    parser.add_argument("--config", help="YAML file of config keys (same names as the options)")
+    recipes = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    parser.add_argument("--config", help="YAML file of config keys (same names as the options), "
+                        f"or the name of a shipped recipe: {recipes}")  # fmt: skip
     parser.add_argument("--out", help="run folder to write (default runs/<method>-<dataset>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its "
                         "last checkpoint (its config.yaml is used)")  # fmt: skip

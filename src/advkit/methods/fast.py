@@ -4,8 +4,12 @@ free: Revisiting adversarial training", ICLR 2020, arXiv:2001.03994).
 Each batch: one input-gradient step of ``step_size`` (default 1.25 * eps, the paper's alpha) from
 a start ``delta`` drawn by ``init``, projected to the eps-ball and to [0, 1], then one weight
 update on the perturbed batch. The paper's inits: "zero", "random" (uniform in the eps-ball, the
-one that works) and "previous" (the last batch's perturbation, as in Free-AT). The attack runs on
-the unwrapped model in eval mode unless ``attack_train_mode`` (the paper's code used train mode).
+one that works) and "previous" (the last batch's perturbation, as in Free-AT). "random" clips the
+start to [0, 1] before the gradient is taken; "ball" does not (the gradient is taken at a point
+that may lie outside the image box, and only the perturbation after the step is clipped), which
+is what the authors' MNIST code does: on MNIST, whose background pixels sit at 0, a clipped start
+gives those pixels only non-negative noise. The attack runs on the unwrapped model in eval mode
+unless ``attack_train_mode`` (the paper's code used train mode).
 """
 
 from __future__ import annotations
@@ -13,15 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from advkit.attacks import attack_mode, pgd_delta
 from advkit.attacks.losses import cross_entropy
 from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 from advkit.methods.free import PersistentDelta
-from advkit.threat import get_threat
+from advkit.threat import ThreatModel, get_threat
 
-INITS = ("zero", "random", "previous")
+INITS = ("zero", "random", "ball", "previous")
 
 
 @METHODS.register("fast")
@@ -64,13 +68,21 @@ class FastTraining(Method):
             start = threat.random_init(inputs, ctx.eps)
         elif self.init == "previous":
             start = threat.project(self._previous.read(inputs), inputs, ctx.eps)
+        elif self.init == "ball":
+            start = threat.sample_ball(inputs, ctx.eps)
         else:
             start = torch.zeros_like(inputs)
         with attack_mode(ctx.attack_model, train=self.attack_train_mode):
-            delta = pgd_delta(
-                ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
-                steps=1, step_size=step_size, loss_fn=cross_entropy,
-            )  # fmt: skip
+            if self.init == "ball":
+                delta = _step_from_outside_box(
+                    ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
+                    step_size=step_size,
+                )  # fmt: skip
+            else:
+                delta = pgd_delta(
+                    ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
+                    steps=1, step_size=step_size, loss_fn=cross_entropy,
+                )  # fmt: skip
         if self.init == "previous":
             self._previous.write(delta)
         logits = ctx.model(inputs + delta)
@@ -84,3 +96,22 @@ class FastTraining(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._previous.load_state_dict(state)
+
+
+def _step_from_outside_box(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    start: Tensor,
+    *,
+    threat: ThreatModel,
+    eps: Tensor | float,
+    step_size: Tensor | float,
+) -> Tensor:
+    """One ascent step from ``start`` taken as is (``inputs + start`` may leave [0, 1]); the
+    result is projected to the ball and the box."""
+    start = start.detach().requires_grad_(True)
+    loss = cross_entropy(model(inputs + start), labels).sum()
+    (grad,) = torch.autograd.grad(loss, start)
+    with torch.no_grad():
+        return threat.project(threat.ascent(start.detach(), grad, step_size), inputs, eps)

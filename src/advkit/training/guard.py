@@ -37,19 +37,22 @@ class GuardVerdict:
 class CatastrophicOverfittingGuard:
     """Checks clean, FGSM and PGD accuracy on the first ``examples`` validation images.
 
-    Collapse: PGD accuracy more than ``max_drop`` below its best so far, or FGSM accuracy above
-    clean accuracy. ``mode``: "off", "warn" (log only), "rollback" (restore the last good
-    weights and shrink the attack step by ``step_factor``) or "stop" (end training; the best
-    checkpoint is kept as the final model).
+    Collapse: PGD accuracy below ``1 - max_drop`` times its best so far (relative, so that a
+    model that collapses early, from 20% to 3%, is caught as surely as one that falls from 80% to
+    10%), or FGSM accuracy above clean accuracy. ``mode``: "off", "warn" (log only), "rollback"
+    (restore the last good weights and shrink the attack step by ``step_factor``; a collapse after
+    ``max_rollbacks`` of them stops training) or "stop" (end training; the best checkpoint is kept
+    as the final model).
     """
 
     def __init__(
         self, mode: str = "off", max_drop: float = 0.2, step_factor: float = 0.5,
-        examples: int = 512, pgd_steps: int = 10,
+        examples: int = 512, pgd_steps: int = 10, max_rollbacks: int = 3,
     ) -> None:  # fmt: skip
         self.mode = mode
         self.max_drop = max_drop
         self.step_factor = step_factor
+        self.max_rollbacks = max_rollbacks
         self.examples = examples
         self.pgd_steps = pgd_steps
         self.best_pgd = -math.inf
@@ -70,8 +73,11 @@ class CatastrophicOverfittingGuard:
         measured = accuracies(model, data, attacks)
         clean, fgsm_acc, pgd_acc = measured["clean"], measured["fgsm"], measured["pgd"]
         reasons = []
-        if pgd_acc < self.best_pgd - self.max_drop:
-            reasons.append(f"PGD accuracy fell to {pgd_acc:.1%} from its best {self.best_pgd:.1%}")
+        if pgd_acc < (1 - self.max_drop) * self.best_pgd:
+            reasons.append(
+                f"PGD accuracy fell to {pgd_acc:.1%} from its best {self.best_pgd:.1%} "
+                f"(more than {self.max_drop:.0%} of it)"
+            )
         if fgsm_acc > clean:
             reasons.append(f"FGSM accuracy {fgsm_acc:.1%} is above clean accuracy {clean:.1%}")
         collapsed = bool(reasons)

@@ -134,9 +134,12 @@ class Trainer:
         ).to(self.device)
         self.augment = config.augment or self.data.augment
 
+        channels = len(self.data.mean)
+        self.input_mean = self.data.mean if config.normalize else (0.0,) * channels
+        self.input_std = self.data.std if config.normalize else (1.0,) * channels
         self.model = create_model(
-            config.model, num_classes=self.data.num_classes, mean=self.data.mean,
-            std=self.data.std,
+            config.model, num_classes=self.data.num_classes, mean=self.input_mean,
+            std=self.input_std,
         ).to(self.device)  # fmt: skip
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -163,8 +166,12 @@ class Trainer:
             else None
         )
         self.guard = CatastrophicOverfittingGuard(
-            mode=config.co_guard, max_drop=config.co_drop, step_factor=config.co_step_factor
+            mode=config.co_guard,
+            max_drop=config.co_drop,
+            step_factor=config.co_step_factor,
+            max_rollbacks=config.co_max_rollbacks,
         )
+        self._last_verdict: dict[str, Any] = {}
 
         # Position and history; replaced by a checkpoint on resume.
         self.epoch = 0
@@ -319,6 +326,8 @@ class Trainer:
                     self._guard_check()
                     started = time.perf_counter()
                     self.model.train()
+                    if self.guard.stopped:
+                        break
         self.train_seconds += time.perf_counter() - started
 
     def _accumulate(self, loss: Tensor, logits: Tensor, labels: Tensor, extra: dict) -> None:
@@ -349,12 +358,21 @@ class Trainer:
         """Run the catastrophic-overfitting check and apply its verdict (rollback or stop)."""
         if not self.guard.enabled or len(self.val_data) == 0:
             return {}
+        if self.guard.stopped:  # stopped mid-epoch: the epoch's record keeps that verdict
+            return self._last_verdict
         verdict = self.guard.check(
             self._eval_model(), self.val_data, self.config.eps, self.config.norm
         )
         if verdict.collapsed:
             log.warning("catastrophic overfitting at step %d: %s", self.global_step, verdict.reason)
-            if self.guard.mode == "rollback" and self.guard.snapshot is not None:
+            rollback = self.guard.mode == "rollback" and self.guard.snapshot is not None
+            if rollback and self.guard.collapses > self.guard.max_rollbacks:
+                log.warning(
+                    "collapsed again after %d rollbacks: stopping; the best checkpoint is the "
+                    "final model", self.guard.max_rollbacks,
+                )  # fmt: skip
+                self.guard.stopped = True
+            elif rollback:
                 self._restore_snapshot(self.guard.snapshot)
                 self.method.scale_step_size(self.guard.step_factor)
                 log.warning(
@@ -364,7 +382,8 @@ class Trainer:
                 self.guard.stopped = True
         elif self.guard.mode == "rollback":
             self.guard.snapshot = self._snapshot()
-        return verdict.as_metrics()
+        self._last_verdict = verdict.as_metrics()
+        return self._last_verdict
 
     def _snapshot(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -452,8 +471,8 @@ class Trainer:
             "architecture": c.model,
             "model_kwargs": {},
             "num_classes": self.data.num_classes,
-            "mean": list(self.data.mean),
-            "std": list(self.data.std),
+            "mean": list(self.input_mean),
+            "std": list(self.input_std),
             "input_shape": list(self.train_data.images.shape[1:]),
             "dataset": c.dataset,
             "data_dir": c.data_dir,

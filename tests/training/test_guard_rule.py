@@ -1,0 +1,71 @@
+"""The guard's collapse rule on given accuracies (no training): relative PGD drop, FGSM > clean."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advkit.data import TensorData
+from advkit.training import guard as guard_module
+from advkit.training.guard import CatastrophicOverfittingGuard
+
+
+def verdicts(monkeypatch, readings, max_drop=0.2):
+    """The guard's verdicts for a sequence of (clean, fgsm, pgd) accuracies."""
+    queue = list(readings)
+    monkeypatch.setattr(
+        guard_module, "accuracies",
+        lambda *args, **kwargs: dict(zip(("clean", "fgsm", "pgd"), queue.pop(0), strict=True)),
+    )  # fmt: skip
+    guard = CatastrophicOverfittingGuard(mode="warn", max_drop=max_drop)
+    data = TensorData(torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64))
+    return [guard.check(torch.nn.Identity(), data, 0.3, "linf").collapsed for _ in readings]
+
+
+def test_an_early_collapse_from_a_low_best_is_caught(monkeypatch):
+    # MNIST fast training, seed 1: PGD accuracy 10% -> 20% -> 3.5% while FGSM accuracy rose.
+    readings = [(0.91, 0.40, 0.10), (0.96, 0.55, 0.20), (0.95, 0.90, 0.035)]
+    assert verdicts(monkeypatch, readings) == [False, False, True]
+
+
+def test_ordinary_fluctuations_are_not_a_collapse(monkeypatch):
+    readings = [(0.96, 0.80, 0.75), (0.97, 0.88, 0.87), (0.97, 0.86, 0.84), (0.98, 0.89, 0.88)]
+    assert verdicts(monkeypatch, readings) == [False] * 4
+
+
+def test_fgsm_above_clean_is_a_collapse(monkeypatch):
+    assert verdicts(monkeypatch, [(0.90, 0.93, 0.80)]) == [True]
+
+
+@pytest.mark.parametrize("max_drop", [0.1, 0.5])
+def test_the_drop_is_a_fraction_of_the_best(monkeypatch, max_drop):
+    readings = [(0.9, 0.8, 0.60), (0.9, 0.8, 0.45)]  # a 25% relative drop
+    assert verdicts(monkeypatch, readings, max_drop) == [False, max_drop < 0.25]
+
+
+def test_rollbacks_are_bounded_then_training_stops(fashion_small, monkeypatch):
+    """A model that keeps collapsing is rolled back max_rollbacks times, then training stops
+    (rather than shrinking the attack step towards zero, which is natural training)."""
+    from advkit.config import TrainConfig
+    from advkit.training import Trainer
+    from advkit.training.guard import GuardVerdict
+
+    config = TrainConfig(
+        method="fast", epochs=3, batch_size=64, val_examples=64, val_steps=2, co_guard="rollback",
+        co_check_every=1, co_max_rollbacks=2, quiet=True,
+    )  # fmt: skip
+    trainer = Trainer(config, data=fashion_small)
+    calls = []
+
+    def check(*args, **kwargs):
+        calls.append(trainer.global_step)
+        collapsed = len(calls) > 1
+        trainer.guard.collapses += collapsed
+        return GuardVerdict(0.9, 0.5, 0.4, collapsed, "fake" if collapsed else "")
+
+    monkeypatch.setattr(trainer.guard, "check", check)
+    result = trainer.fit()
+    assert trainer.guard.stopped and trainer.guard.collapses == 3
+    assert trainer.method.step_scale == 0.25  # two rollbacks, each x0.5
+    assert calls[:4] == [1, 2, 3, 4]  # the fourth check (third collapse) stopped it mid-epoch
+    assert trainer.global_step == 4 and len(result.history) == 1
