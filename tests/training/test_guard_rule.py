@@ -69,3 +69,8 @@ def test_rollbacks_are_bounded_then_training_stops(fashion_small, monkeypatch):
     assert trainer.method.step_scale == 0.25  # two rollbacks, each x0.5
     assert calls[:4] == [1, 2, 3, 4]  # the fourth check (third collapse) stopped it mid-epoch
     assert trainer.global_step == 4 and len(result.history) == 1
+
+
+def test_a_relative_drop_from_a_tiny_best_is_noise(monkeypatch):
+    readings = [(0.6, 0.05, 0.005), (0.7, 0.04, 0.002), (0.8, 0.3, 0.10), (0.85, 0.5, 0.04)]
+    assert verdicts(monkeypatch, readings) == [False, False, False, True]
