@@ -1,4 +1,4 @@
-"""The guard's collapse rule on given accuracies (no training): relative PGD drop, FGSM > clean."""
+"""The guard's collapse rule on given accuracies, and what the trainer does with its verdicts."""
 
 from __future__ import annotations
 
