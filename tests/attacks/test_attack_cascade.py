@@ -96,7 +96,7 @@ def test_standard_stages_have_autoattack_defaults() -> None:
     assert stages[0].attack.keywords["steps"] == 100
     assert stages[1].attack.keywords["num_target_classes"] == 9
     assert stages[2].attack.keywords["queries"] == 5000
-    assert [s.name for s in standard_stages(0.5, "l2")] == ["apgd-ce", "apgd-t"]
+    assert [s.name for s in standard_stages(0.5, "l2")] == ["apgd-ce", "apgd-t", "square"]
 
 
 def test_standard_cascade_on_the_linear_model(problem) -> None:

@@ -27,6 +27,7 @@ ATTACKS = [
     ("apgd-t-linf", "linf", partial(apgd_targeted, norm="linf", steps=3, num_target_classes=2)),
     ("apgd-t-l2", "l2", partial(apgd_targeted, norm="l2", steps=3, num_target_classes=2)),
     ("square-linf", "linf", partial(square, queries=30)),
+    ("square-l2", "l2", partial(square, norm="l2", queries=30)),
 ]
 IDS = [name for name, _, _ in ATTACKS]
 NET = small_net()
@@ -112,8 +113,8 @@ def test_seed_makes_runs_reproducible_and_leaves_global_rng() -> None:
 def test_user_errors_say_what_to_change() -> None:
     inputs, labels = torch.rand(2, 3, 4, 4), torch.arange(2)
     binary = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
-    with pytest.raises(ValueError, match="square supports norm='linf'"):
-        square(NET, inputs, labels, eps=0.1, norm="l2")
+    with pytest.raises(ValueError, match="square supports norm in"):
+        square(NET, inputs, labels, eps=0.1, norm="l1")
     with pytest.raises(ValueError, match="eps must be"):
         apgd(NET, inputs, labels, eps=-0.1)
     with pytest.raises(ValueError, match="unknown norm"):

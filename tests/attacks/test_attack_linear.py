@@ -24,6 +24,7 @@ ATTACKS = [
     ("apgd-t-linf", "linf", partial(apgd_targeted, norm="linf", steps=20, seed=0)),
     ("apgd-t-l2", "l2", partial(apgd_targeted, norm="l2", steps=20, seed=0)),
     ("square-linf", "linf", partial(square, queries=1000, seed=0)),
+    ("square-l2", "l2", partial(square, norm="l2", queries=5000, seed=0)),
 ]
 IDS = [name for name, _, _ in ATTACKS]
 
@@ -72,12 +73,15 @@ def test_achieved_margin_close_to_the_optimum(binary, results, name) -> None:
     assert ratio.max() < 1 + 1e-4
 
 
-def test_square_margin_close_to_the_optimum(binary, results) -> None:
-    eps, norm, adv_inputs = results["square-linf"]
+@pytest.mark.parametrize(("name", "floor"), [("square-linf", 0.85), ("square-l2", 0.75)])
+def test_square_margin_close_to_the_optimum(binary, results, name, floor) -> None:
+    """Random search gets most of the way to the optimal margin (less for L2: a dense optimum
+    direction, built from local blocks)."""
+    eps, norm, adv_inputs = results[name]
     impossible = binary.optimal_eps(norm) > eps * (1 + 1e-4)
     target = other_real_class(binary)
     ratio = binary.margin_gain(adv_inputs, target) / binary.best_gain(eps, norm, target)
-    assert ratio[impossible].mean() > 0.85
+    assert ratio[impossible].mean() > floor
     assert ratio.max() < 1 + 1e-4
 
 

@@ -122,3 +122,8 @@ def test_every_check_is_registered():
         "sweep_rises",
         "zero_gradient",
     }
+
+
+def test_black_box_check_runs_square_for_l2_too(masked_model, data):
+    ctx = context(masked_model, data, eps=1.0, norm="l2")
+    assert fired(ctx, "zero_gradient", "black_box") == ["zero_gradient", "black_box"]

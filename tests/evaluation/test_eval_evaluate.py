@@ -136,8 +136,8 @@ def test_attack_leaving_the_budget_is_caught(model, data):
         evaluate(model, *data, cheat, eps=EPS)
 
 
-def test_l2_suites_build_without_square():
-    assert build_suite("autoattack", eps=0.5, norm="l2").names() == ["apgd_ce", "apgd_t"]
+def test_autoattack_suite_ends_with_square_for_both_norms():
+    assert build_suite("autoattack", eps=0.5, norm="l2").names() == ["apgd_ce", "apgd_t", "square"]
     assert build_suite("autoattack", eps=0.03, norm="linf").names()[-1] == "square"
 
 

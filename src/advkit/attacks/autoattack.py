@@ -168,8 +168,6 @@ def standard_stages(
     """AutoAttack's standard stages with its defaults: APGD-CE (``steps`` iterations, 1 run),
     APGD-T (9 target classes, ``steps`` iterations each) and Square (``queries`` = 5000, p_init
     0.8). Lower ``steps`` and ``queries`` only for quick checks: they weaken the evaluation.
-
-    Square supports only L-inf here, so for ``norm="l2"`` the list has the two APGD stages.
     """
     get_threat(norm)
     stages = [
@@ -181,10 +179,9 @@ def standard_stages(
             ),
         ),
     ]
-    if norm == "linf":
-        stages.append(
-            AttackStage("square", partial(square, eps=eps, norm=norm, queries=queries, seed=seed))
-        )
+    stages.append(
+        AttackStage("square", partial(square, eps=eps, norm=norm, queries=queries, seed=seed))
+    )
     return stages
 
 

@@ -20,7 +20,7 @@ from advkit.threat import THREATS
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
 #: Norms the Square attack supports; the autoattack suite leaves it out for the others.
-SQUARE_NORMS = ("linf",)
+SQUARE_NORMS = ("linf", "l2")
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def restarts_suite(eps: float, norm: str, seed: int) -> Suite:
 
 @SUITES.register(
     "autoattack",
-    description="AutoAttack-style cascade: APGD-CE, APGD-T (DLR), Square (black-box, L-inf only)",
+    description="AutoAttack-style cascade: APGD-CE, APGD-T (DLR), Square (black-box)",
 )
 def autoattack_suite(eps: float, norm: str, seed: int) -> Suite:
     attacks = [
