@@ -42,17 +42,28 @@ def test_eval_writes_json_report_and_figures(run_dir, capsys):
                  "--sweep", "0,0.05,0.1", "--eps", "8/255"])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    data = json.loads((run_dir / "eval-quick.json").read_text())
+    data = json.loads((run_dir / "eval-quick-linf-0.03137.json").read_text())  # not the run's eps
     assert data["suite"] == "quick" and data["n_examples"] == 16 and data["norm"] == "linf"
     assert data["eps"] == pytest.approx(8 / 255) and data["clean"] == 1.0
     assert 0 <= data["worst_case"] <= data["pgd20"] <= data["clean"]
     assert [p["eps"] for p in data["sweep"]] == [0, 0.05, 0.1]
     assert isinstance(data["warnings"], list)
-    for name in ("report-quick.md", "eval-quick-examples.png", "eval-sweep.png"):
+    for name in ("report-quick-linf-0.03137.md", "eval-quick-linf-0.03137-examples.png",
+                 "eval-sweep.png"):  # fmt: skip
         assert (run_dir / name).stat().st_size > 0
         assert f"wrote {run_dir / name}" in out
     assert "pgd20" in out and "worst_case" in out
-    assert not (run_dir / "eval-quick.state.pt").exists()
+    assert not (run_dir / "eval-quick-linf-0.03137.state.pt").exists()
+    assert not (run_dir / "eval-quick.json").exists()
+
+
+def test_evaluations_at_other_radii_keep_the_main_result(run_dir):
+    """Evaluating at another eps or norm writes beside the run's own result, never over it."""
+    for extra in ([], ["--eps", "0.05"], ["--norm", "l2", "--eps", "1"]):
+        assert main(["eval", str(run_dir), "--n-examples", "8", "--quiet", *extra]) == 0
+    written = {p.name for p in run_dir.glob("eval-quick*.json")}
+    assert written == {"eval-quick.json", "eval-quick-linf-0.05.json", "eval-quick-l2-1.json"}
+    assert json.loads((run_dir / "eval-quick.json").read_text())["eps"] == 0.1
 
 
 def test_eval_of_a_safetensors_file_with_custom_json_path(run_dir, tmp_path):

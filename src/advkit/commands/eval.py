@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a trained model's robustness",
         description="Attack a trained model on the first N test images, run sanity checks for "
-        "gradient masking and write eval-<suite>.json, report-<suite>.md and PNGs beside the run. "
+        "gradient masking and write eval-<suite>.json, report-<suite>.md and PNGs beside the run "
+        "(with -<norm>-<eps> after <suite> when --eps/--norm differ from the run's own). "
         "An interrupted evaluation resumes where it stopped.",
     )
     parser.add_argument(
@@ -121,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
     splits = load_dataset(meta["dataset"], args.data_dir or meta.get("data_dir"), val_size=0)
     test = splits.test.take(torch.arange(min(args.n_examples, len(splits.test))))
     suite = build_suite(args.suite, eps=eps, norm=norm, seed=args.seed)
+    tag = _output_tag(suite.name, eps, norm, meta)
 
-    state_path = run_dir / f"eval-{suite.name}.state.pt"
+    state_path = run_dir / f"eval-{tag}.state.pt"
     if args.no_resume:
         state_path.unlink(missing_ok=True)
     with _Bar(f"eval {suite.name}", args.quiet) as bar:
@@ -145,14 +148,14 @@ def run(args: argparse.Namespace) -> int:
         )
     )  # fmt: skip
     data = report_dict(result, warnings, sweep)
-    written = [write_json(args.json or run_dir / f"eval-{suite.name}.json", data)]
+    written = [write_json(args.json or run_dir / f"eval-{tag}.json", data)]
     class_names = splits.class_names or meta.get("class_names")
-    images = _write_figures(run_dir, suite, model, test, sweep, norm, class_names, written)
+    images = _write_figures(run_dir, tag, suite, model, test, sweep, norm, class_names, written)
     report = markdown_report(
         data, title=run_dir.resolve().name, metadata=meta, images=images,
         descriptions={entry.name: entry.description for entry in suite.attacks},
     )  # fmt: skip
-    written.append(write_markdown(run_dir / f"report-{suite.name}.md", report))
+    written.append(write_markdown(run_dir / f"report-{tag}.md", report))
     print(format_table(data))
     for path in written:
         print(f"wrote {path}")
@@ -186,8 +189,20 @@ def _threat(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[float, str]
     return eps, norm
 
 
+def _output_tag(suite_name: str, eps: float, norm: str, meta: dict[str, Any]) -> str:
+    """File-name tag of an evaluation: the suite's name at the run's own threat model, else the
+    suite, norm and eps (so that evaluating at another radius never overwrites the main result)."""
+    threat = meta.get("threat") or {}
+    own_norm = threat.get("norm") or "linf"
+    own_eps = float(threat.get("eps") or 0.0)
+    if norm == own_norm and math.isclose(eps, own_eps, rel_tol=1e-9, abs_tol=1e-12):
+        return suite_name
+    return f"{suite_name}-{norm}-{eps:.4g}"
+
+
 def _write_figures(
     run_dir: Path,
+    tag: str,
     suite: Any,
     model: torch.nn.Module,
     test: Any,
@@ -201,7 +216,7 @@ def _write_figures(
     first = test.take(torch.arange(min(4 * GRID_EXAMPLES, len(test))))
     examples = attack_examples(model, first.images, first.labels, suite, count=GRID_EXAMPLES)
     grid = plot_examples(
-        run_dir / f"eval-{suite.name}-examples.png", examples.clean, examples.adversarial,
+        run_dir / f"eval-{tag}-examples.png", examples.clean, examples.adversarial,
         examples.labels, examples.clean_predictions, examples.adversarial_predictions,
         class_names=class_names, attack=examples.attack,
     )  # fmt: skip
