@@ -30,6 +30,9 @@ def pgd_delta(
 ) -> Tensor:
     """The bare PGD loop from a given start ``delta``: returns the final perturbation.
 
+    The first gradient is taken at ``inputs + delta`` as given, so a start outside the [0, 1] box
+    is allowed (fast training's "ball" init); every step is projected to the ball and the box.
+
     The hot loop of PGD adversarial training: one forward and one input-gradient backward per step,
     parameter ``.grad`` never touched, nothing synchronized with the host. The caller sets the
     model's mode. ``eps`` and ``step_size`` may be floats or per-sample (N,) tensors.
@@ -71,7 +74,7 @@ def _pgd_linf(
     step = _as_batch(step_size, inputs)
     if targeted:
         step = -step
-    adv = (inputs + delta.detach()).clamp_(lower, upper)
+    adv = inputs + delta.detach()
     for _ in range(steps):
         adv.requires_grad_(True)
         loss = loss_fn(model(adv), labels).sum()

@@ -80,8 +80,10 @@ class Method(ABC):
 
     @classmethod
     def from_config(cls, config: Any) -> Method:
-        """Build the method from a training config (see ``advkit.config.TrainConfig``)."""
-        return cls(**cls.config_kwargs(config))
+        """Build the method from a training config (see ``advkit.config.TrainConfig``). A config
+        value of None (e.g. ``steps``, ``step_size``) leaves the method's own default."""
+        kwargs = cls.config_kwargs(config)
+        return cls(**{name: value for name, value in kwargs.items() if value is not None})
 
     @classmethod
     def config_kwargs(cls, config: Any) -> dict[str, Any]:

@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from advkit.attacks import attack_mode, pgd_delta
 from advkit.attacks.losses import cross_entropy
 from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 from advkit.methods.free import PersistentDelta
-from advkit.threat import ThreatModel, get_threat
+from advkit.threat import get_threat
 
 INITS = ("zero", "random", "ball", "previous")
 
@@ -73,16 +73,10 @@ class FastTraining(Method):
         else:
             start = torch.zeros_like(inputs)
         with attack_mode(ctx.attack_model, train=self.attack_train_mode):
-            if self.init == "ball":
-                delta = _step_from_outside_box(
-                    ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
-                    step_size=step_size,
-                )  # fmt: skip
-            else:
-                delta = pgd_delta(
-                    ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
-                    steps=1, step_size=step_size, loss_fn=cross_entropy,
-                )  # fmt: skip
+            delta = pgd_delta(
+                ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
+                steps=1, step_size=step_size, loss_fn=cross_entropy,
+            )  # fmt: skip
         if self.init == "previous":
             self._previous.write(delta)
         logits = ctx.model(inputs + delta)
@@ -96,22 +90,3 @@ class FastTraining(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._previous.load_state_dict(state)
-
-
-def _step_from_outside_box(
-    model: nn.Module,
-    inputs: Tensor,
-    labels: Tensor,
-    start: Tensor,
-    *,
-    threat: ThreatModel,
-    eps: Tensor | float,
-    step_size: Tensor | float,
-) -> Tensor:
-    """One ascent step from ``start`` taken as is (``inputs + start`` may leave [0, 1]); the
-    result is projected to the ball and the box."""
-    start = start.detach().requires_grad_(True)
-    loss = cross_entropy(model(inputs + start), labels).sum()
-    (grad,) = torch.autograd.grad(loss, start)
-    with torch.no_grad():
-        return threat.project(threat.ascent(start.detach(), grad, step_size), inputs, eps)

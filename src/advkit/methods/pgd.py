@@ -41,13 +41,11 @@ class PGDTraining(Method):
 
     @classmethod
     def config_kwargs(cls, config: Any) -> dict[str, Any]:
-        kwargs = {
+        return super().config_kwargs(config) | {
+            "steps": config.steps,
             "step_size": config.step_size,
             "attack_train_mode": config.attack_train_mode,
         }
-        if config.steps is not None:  # else the method's own default
-            kwargs["steps"] = config.steps
-        return super().config_kwargs(config) | kwargs
 
     def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
         threat = get_threat(self.norm)

@@ -56,14 +56,12 @@ class TRADESTraining(Method):
 
     @classmethod
     def config_kwargs(cls, config: Any) -> dict[str, Any]:
-        kwargs = {
+        return super().config_kwargs(config) | {
             "beta": config.beta,
+            "steps": config.steps,
             "step_size": config.step_size,
             "attack_train_mode": config.attack_train_mode,
         }
-        if config.steps is not None:  # else the method's own default
-            kwargs["steps"] = config.steps
-        return super().config_kwargs(config) | kwargs
 
     def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
         if self.beta == 0:  # the KL term has no weight: natural training, no attack to pay for
