@@ -74,3 +74,69 @@ def test_rollbacks_are_bounded_then_training_stops(fashion_small, monkeypatch):
 def test_a_relative_drop_from_a_tiny_best_is_noise(monkeypatch):
     readings = [(0.6, 0.05, 0.005), (0.7, 0.04, 0.002), (0.8, 0.3, 0.10), (0.85, 0.5, 0.04)]
     assert verdicts(monkeypatch, readings) == [False, False, False, True]
+
+
+def test_measuring_during_training_does_not_change_the_training_run(fashion_small):
+    """Guard checks draw their attacks' random starts from a forked, seeded RNG: a run with
+    checks every step ends with the same weights as a run without them, and two measurements of
+    the same weights agree. (Checks used to draw from the training RNG and change the run.)"""
+    from advkit.config import TrainConfig
+    from advkit.training import Trainer
+
+    def final_weights(guard: str) -> dict[str, torch.Tensor]:
+        config = TrainConfig(
+            method="fast", epochs=1, batch_size=64, val_examples=64, val_steps=2, co_guard=guard,
+            co_check_every=2, quiet=True,
+        )  # fmt: skip
+        trainer = Trainer(config, data=fashion_small)
+        trainer.fit()
+        return trainer.model.state_dict()
+
+    checked, unchecked = final_weights("warn"), final_weights("off")
+    for name, value in checked.items():
+        torch.testing.assert_close(value, unchecked[name], rtol=0, atol=0, msg=name)
+
+
+def test_a_measurement_draws_the_same_numbers_and_leaves_the_callers_rng_alone(fashion_small):
+    from advkit.training.validation import accuracies
+
+    draws: list[float] = []
+
+    def noisy_identity(model, inputs, labels):
+        draws.append(torch.rand(()).item())
+        return inputs
+
+    attacks = {"noise": noisy_identity}
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    accuracies(torch.nn.Flatten(), fashion_small.val, attacks, batch_size=128)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(7)  # the caller's RNG moves on; the measurement does not follow it
+    accuracies(torch.nn.Flatten(), fashion_small.val, attacks, batch_size=128)
+    assert len(draws) == 4 and draws[:2] == draws[2:] and draws[0] != draws[1]
+
+
+def test_mid_epoch_checks_are_recorded_and_the_epoch_end_is_not_checked_twice(
+    fashion_small, monkeypatch
+):
+    from advkit.config import TrainConfig
+    from advkit.training import Trainer
+    from advkit.training.guard import GuardVerdict
+
+    config = TrainConfig(
+        method="fast", epochs=2, batch_size=64, val_examples=64, val_steps=2, co_guard="warn",
+        co_check_every=4, quiet=True,
+    )  # fmt: skip
+    trainer = Trainer(config, data=fashion_small)  # 512 images: 8 steps per epoch
+    steps = []
+
+    def check(*args, **kwargs):
+        steps.append(trainer.global_step)
+        return GuardVerdict(0.9, 0.5, 0.4 + 0.01 * len(steps), False)
+
+    monkeypatch.setattr(trainer.guard, "check", check)
+    history = trainer.fit().history
+    assert steps == [4, 8, 12, 16]  # step 8 and 16 end their epochs: measured once each
+    assert [c["step"] for c in history[0]["co_checks"]] == [4, 8]
+    assert history[1]["co_checks"][0]["co_pgd"] == pytest.approx(0.43)
+    assert history[1]["co_pgd"] == pytest.approx(0.44)  # the epoch's own check is the last one

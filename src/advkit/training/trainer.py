@@ -172,6 +172,8 @@ class Trainer:
             max_rollbacks=config.co_max_rollbacks,
         )
         self._last_verdict: dict[str, Any] = {}
+        self._checked_step = -1  # global step of the last guard check
+        self.epoch_checks: list[dict[str, Any]] = []  # this epoch's mid-epoch guard checks
 
         # Position and history; replaced by a checkpoint on resume.
         self.epoch = 0
@@ -214,6 +216,7 @@ class Trainer:
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "totals": self.totals.state_dict(),
+            "epoch_checks": json.dumps(self.epoch_checks),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -230,6 +233,7 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.best_metric, self.best_epoch = float(state["best_metric"]), int(state["best_epoch"])
         self.totals = _EpochTotals.from_state(state["totals"], self.device)
+        self.epoch_checks = json.loads(state.get("epoch_checks", "[]"))
         torch.set_rng_state(state["rng"]["cpu"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
@@ -323,7 +327,8 @@ class Trainer:
                     self.save_checkpoint()
                 if config.co_check_every and self.global_step % config.co_check_every == 0:
                     self.train_seconds += time.perf_counter() - started
-                    self._guard_check()
+                    if verdict := self._guard_check():
+                        self.epoch_checks.append({"step": self.global_step, **verdict})
                     started = time.perf_counter()
                     self.model.train()
                     if self.guard.stopped:
@@ -358,8 +363,9 @@ class Trainer:
         """Run the catastrophic-overfitting check and apply its verdict (rollback or stop)."""
         if not self.guard.enabled or len(self.val_data) == 0:
             return {}
-        if self.guard.stopped:  # stopped mid-epoch: the epoch's record keeps that verdict
-            return self._last_verdict
+        if self.guard.stopped or self._checked_step == self.global_step:
+            return self._last_verdict  # stopped mid-epoch, or these weights were just checked
+        self._checked_step = self.global_step
         verdict = self.guard.check(
             self._eval_model(), self.val_data, self.config.eps, self.config.norm
         )
@@ -410,6 +416,9 @@ class Trainer:
         }
         record |= self._validate()
         record |= self._guard_check()
+        if self.epoch_checks:
+            record["co_checks"] = self.epoch_checks
+            self.epoch_checks = []
         metric = record.get("val_pgd" if self.method.adversarial else "val_clean", -math.inf)
         self.history.append(record)
         self.epoch += 1
