@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advkit.methods import METHODS, Method, StepContext
+from advkit.models.input_conv import InputConv2d
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MNIST_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
@@ -74,13 +75,13 @@ def load_images(n: int) -> tuple[Tensor, Tensor, str]:
 
 def make_model(name: str = "small-bn", channels: int = 1) -> nn.Module:
     """An advkit model ``name``, or by default a small CNN with BatchNorm (so attack and train
-    modes differ), about 0.4M parameters."""
+    modes differ), about 0.4M parameters, its input layer an ``InputConv2d`` as in advkit's."""
     if name != "small-bn":
         from advkit.models import create_model
 
         return create_model(name, 10, mean=(0.5,) * channels, std=(0.25,) * channels)
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        InputConv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
     )  # fmt: skip

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advkit.models.base import MODELS, init_resnet_weights
+from advkit.models.input_conv import InputConv2d
 
 
 class PreActBlock(nn.Module):
@@ -46,7 +47,7 @@ class PreActResNet(nn.Module):
         self, num_blocks: tuple[int, int, int, int], num_classes: int, in_channels: int
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.conv1 = InputConv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         layers: list[nn.Module] = []
         in_planes = 64
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), num_blocks, strict=True)):

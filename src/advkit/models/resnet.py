@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from advkit.models.base import MODELS, init_resnet_weights
+from advkit.models.input_conv import InputConv2d
 
 
 class Bottleneck(nn.Module):
@@ -54,7 +55,7 @@ class ResNet(nn.Module):
         self, layers: tuple[int, int, int, int], num_classes: int, in_channels: int
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.conv1 = InputConv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advkit.models.base import MODELS, init_resnet_weights
+from advkit.models.input_conv import InputConv2d
 from advkit.models.preact_resnet import PreActBlock
 
 
@@ -39,7 +40,7 @@ class WideResNet(nn.Module):
             raise ValueError(f"wrn dropout must be in [0, 1), got {dropout!r}")
         n = (depth - 4) // 6
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
-        self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
+        self.conv1 = InputConv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
         groups: list[nn.Module] = []
         in_planes = 16
         for width, stride in zip(widths, (1, 2, 2), strict=True):

@@ -1,0 +1,79 @@
+"""InputConv2d: the same function and gradients as nn.Conv2d, input gradient from another kernel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advkit.models import create_model
+from advkit.models.input_conv import InputConv2d
+
+
+def conv_pair(**kwargs) -> tuple[nn.Conv2d, InputConv2d]:
+    torch.manual_seed(0)
+    plain = nn.Conv2d(**kwargs)
+    ours = InputConv2d(**kwargs)
+    ours.load_state_dict(plain.state_dict())
+    return plain, ours
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"), [(4, 2, 1), (3, 1, 1), (5, 1, 2), (3, 1, 0)]
+)
+def test_gradients_and_double_backward_match_conv2d(bias, kernel, stride, padding):
+    plain, ours = conv_pair(
+        in_channels=1, out_channels=4, kernel_size=kernel, stride=stride, padding=padding, bias=bias
+    )
+    inputs = torch.rand(3, 1, 12, 12)
+    results = []
+    for conv in (plain, ours):
+        x = inputs.clone().requires_grad_(True)
+        out = conv(x)
+        (grad_x,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+        # A GradAlign-like second-order term: its weight gradient runs through grad_x.
+        (grad_x.square().sum() + out.sum()).backward()
+        results.append([out, grad_x, x.grad] + [p.grad for p in conv.parameters()])
+    for expected, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_gradcheck_in_double_precision():
+    _, ours = conv_pair(in_channels=1, out_channels=2, kernel_size=4, stride=2, padding=1)
+    ours = ours.double()
+    x = torch.rand(2, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ours, (x,))
+    assert torch.autograd.gradgradcheck(ours, (x,))
+
+
+def test_the_native_path_is_taken_only_where_it_applies():
+    _, ours = conv_pair(in_channels=1, out_channels=4, kernel_size=3)
+    x = torch.rand(2, 1, 8, 8)
+    assert "NativeInputGradient" in type(ours(x.requires_grad_(True)).grad_fn).__name__
+    assert "NativeInputGradient" not in type(ours(x.detach()).grad_fn).__name__  # natural training
+    _, rgb = conv_pair(in_channels=3, out_channels=4, kernel_size=3)
+    assert (
+        "NativeInputGradient"
+        not in type(rgb(torch.rand(2, 3, 8, 8, requires_grad=True)).grad_fn).__name__
+    )
+
+
+def test_an_attack_gradient_skips_the_weight_gradient():
+    _, ours = conv_pair(in_channels=1, out_channels=4, kernel_size=3)
+    x = torch.rand(2, 1, 8, 8, requires_grad=True)
+    torch.autograd.grad(ours(x).sum(), x)
+    assert ours.weight.grad is None
+
+
+def test_models_keep_their_state_dict_layout_and_outputs():
+    torch.manual_seed(0)
+    model = create_model("cnn-small", 10, mean=(0.5,), std=(0.25,))
+    assert isinstance(model.net.features[0], InputConv2d)
+    assert "net.features.0.weight" in model.state_dict()
+    x = torch.rand(4, 1, 28, 28, requires_grad=True)
+    reference = F.conv2d(
+        model.normalize(x), model.net.features[0].weight, model.net.features[0].bias, 2, 1
+    )
+    torch.testing.assert_close(model.net.features[0](model.normalize(x)), reference)
