@@ -233,6 +233,24 @@ def main() -> None:
 
     for clock, column in (("wall-clock", 0), ("process CPU", 1)):
         report(runners, {n: [t[column] for t in ts] for n, ts in times.items()}, batches, clock)
+    report_spread(runners, {n: [t[0] for t in ts] for n, ts in times.items()}, batches)
+
+
+def report_spread(runners: list[Runner], times: dict[str, list[float]], batches: int) -> None:
+    """Per-update ratio to natural training in each round (passes a few seconds apart), as
+    median and range: how far one run's figure can move on this machine."""
+    print("\nper-round wall-clock ratio to natural per update: median [min, max] over rounds")
+    per_round = {
+        name: [sum(t[i : i + batches]) for i in range(0, len(t), batches)]
+        for name, t in times.items()
+    }
+    for runner in (r for r in runners if r.name != "natural"):
+        ratios = [
+            mine / runner.updates / natural
+            for mine, natural in zip(per_round[runner.name], per_round["natural"], strict=True)
+        ]
+        print(f"{runner.name:<28}{statistics.median(ratios):>8.3f} "
+              f"[{min(ratios):.3f}, {max(ratios):.3f}]")  # fmt: skip
 
 
 def report(runners: list[Runner], times: dict[str, list[float]], batches: int, clock: str) -> None:

@@ -77,3 +77,19 @@ def test_models_keep_their_state_dict_layout_and_outputs():
         model.normalize(x), model.net.features[0].weight, model.net.features[0].bias, 2, 1
     )
     torch.testing.assert_close(model.net.features[0](model.normalize(x)), reference)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised by torch.compile's imports
+def test_torch_compile_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = create_model("cnn-small", 10, mean=(0.5,), std=(0.25,))
+    compiled = torch.compile(model)
+    inputs, labels = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    results = []
+    for net in (model, compiled):
+        delta = torch.zeros_like(inputs, requires_grad=True)
+        F.cross_entropy(net(inputs + delta), labels).backward()
+        results.append([delta.grad] + [p.grad.clone() for p in model.parameters()])
+        model.zero_grad()
+    for expected, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

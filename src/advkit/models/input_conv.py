@@ -6,7 +6,8 @@ convolution has a single input channel (grey-scale images): on this project's ma
 the convolution's forward pass, a third of a whole natural training step of ``cnn-small``, where
 torch's native kernel costs a sixth of that (``benchmarks/first_conv_cost.py``, BENCHMARKS.md).
 ``InputConv2d`` computes that one gradient with the native kernel and leaves everything else
-(forward, weight gradient, other devices, autocast, torch.compile) to ``nn.Conv2d``. It has the
+(forward, weight gradient, other devices, autocast, several input channels) to ``nn.Conv2d``; it
+also works under torch.compile. It has the
 same parameters and state dict as ``nn.Conv2d``, and its gradients are differentiable again
 (double backpropagation, as GradAlign needs).
 """
@@ -65,7 +66,6 @@ class InputConv2d(nn.Conv2d):
             and tuple(self.dilation) == (1, 1)
             and isinstance(self.padding, tuple)
             and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling()
         )
 
     def forward(self, inputs: Tensor) -> Tensor:
