@@ -97,6 +97,7 @@ class Runner:
                  compile_model: bool) -> None:  # fmt: skip
         torch.manual_seed(0)
         self.name, self.step_fn, self.updates = name, step, updates
+        self.channels_last = False  # whether model and data are channels_last (set by main)
         self.model = Runner.factory()
         self.step_model = torch.compile(self.model) if compile_model else self.model
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
@@ -183,6 +184,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--channels-last", action="store_true", help="channels_last model+data")
+    parser.add_argument("--compare-channels-last", action="store_true", help="also time each "
+                        "method with channels_last model and data, side by side")  # fmt: skip
     parser.add_argument("--only", nargs="*", help="benchmark only these rows (natural always)")
     parser.add_argument("--model", default="small-bn", help="an advkit model name, default a "
                         "small BatchNorm CNN")  # fmt: skip
@@ -215,6 +218,16 @@ def main() -> None:
         keep = ["natural", *args.only]  # with their bare loops
         runners = [r for r in runners if any(word in r.name.lower() for word in keep)]
 
+    twins: list[Runner] = []
+    if args.compare_channels_last:
+        for name, method in methods.items():
+            if any(r.name == name for r in runners):
+                twin = method_runner(f"{name} [channels_last]", method, args.eps, args.compile)
+                twin.model.to(memory_format=torch.channels_last)
+                twin.channels_last = True
+                twins.append(twin)
+    layouts = {False: inputs, True: inputs.contiguous(memory_format=torch.channels_last)}
+
     batches = -(-len(inputs) // args.batch_size)
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads on {os.cpu_count()} "
@@ -223,17 +236,28 @@ def main() -> None:
     print(f"data: {len(inputs)} images of {source} ({batches} batches of {args.batch_size}), "
           f"linf eps {args.eps}; model: {args.model}, SGD; {args.repeats} interleaved "
           f"repeats after one warm-up pass each")  # fmt: skip
-    for runner in runners:  # warm-up (and compilation)
-        runner.run_pass(inputs, labels, args.batch_size)
-    times: dict[str, list[tuple[float, float]]] = {r.name: [] for r in runners}
+    timed = runners + twins
+    for runner in timed:  # warm-up (and compilation)
+        runner.run_pass(layouts[runner.channels_last], labels, args.batch_size)
+    times: dict[str, list[tuple[float, float]]] = {r.name: [] for r in timed}
     for repeat in range(args.repeats):
-        shift = repeat % len(runners)
-        for runner in runners[shift:] + runners[:shift]:
-            times[runner.name] += runner.run_pass(inputs, labels, args.batch_size)
+        shift = repeat % len(timed)
+        for runner in timed[shift:] + timed[:shift]:
+            times[runner.name] += runner.run_pass(
+                layouts[runner.channels_last], labels, args.batch_size
+            )
 
     for clock, column in (("wall-clock", 0), ("process CPU", 1)):
         report(runners, {n: [t[column] for t in ts] for n, ts in times.items()}, batches, clock)
     report_spread(runners, {n: [t[0] for t in ts] for n, ts in times.items()}, batches)
+    if twins:
+        print("\nchannels_last / contiguous, wall-clock per pass (median batch), same method:")
+        for twin in twins:
+            name = twin.name.removesuffix(" [channels_last]")
+            ratio = statistics.median(t[0] for t in times[twin.name]) / statistics.median(
+                t[0] for t in times[name]
+            )
+            print(f"{name:<28}{ratio:>8.2f}")
 
 
 def report_spread(runners: list[Runner], times: dict[str, list[float]], batches: int) -> None:

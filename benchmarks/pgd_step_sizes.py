@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--restarts", type=int, default=10)
-    parser.add_argument("--step-sizes", type=float, nargs="+", default=[0.01, 0.015])
+    parser.add_argument("--step-sizes", type=float, nargs="*", default=[0.01, 0.015])
     parser.add_argument("--n", type=int, default=1000, help="first N test images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-loss", type=float, metavar="STEP", help="add the weaker "

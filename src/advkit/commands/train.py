@@ -86,7 +86,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "guard: collapse when PGD accuracy falls by more than this fraction of its best (0-1)",
         {},
     ),
-    "co_check_every": ("guard: also check every N weight updates (0: once per epoch)", {}),
+    "co_check_every": (
+        "guard: also check every N weight updates (0: once per epoch); "
+        "each check is in metrics.jsonl under co_checks",
+        {},
+    ),
     "co_step_factor": ("guard: attack step-size factor applied after a rollback", {}),
     "co_max_rollbacks": (
         "guard: rollbacks allowed before a further collapse stops training (count)",
