@@ -40,6 +40,19 @@ def test_gradients_and_double_backward_match_conv2d(bias, kernel, stride, paddin
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_channels_last_inputs_and_weights_give_the_same_gradients():
+    plain, ours = conv_pair(in_channels=1, out_channels=4, kernel_size=4, stride=2, padding=1)
+    ours = ours.to(memory_format=torch.channels_last)
+    inputs = torch.rand(3, 1, 12, 12)
+    results = []
+    for conv, x in ((plain, inputs), (ours, inputs.contiguous(memory_format=torch.channels_last))):
+        x = x.clone().requires_grad_(True)
+        conv(x).square().sum().backward()
+        results.append([x.grad] + [p.grad for p in conv.parameters()])
+    for expected, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_gradcheck_in_double_precision():
     _, ours = conv_pair(in_channels=1, out_channels=2, kernel_size=4, stride=2, padding=1)
     ours = ours.double()

@@ -2,14 +2,14 @@
 
 Adversarial training and attacks need the gradient with respect to the input image, which natural
 training never computes. On the CPU, torch's oneDNN kernel for that gradient is slow when the
-convolution has a single input channel (grey-scale images): on this project's machine it cost 7x
-the convolution's forward pass, a third of a whole natural training step of ``cnn-small``, where
-torch's native kernel costs a sixth of that (``benchmarks/first_conv_cost.py``, BENCHMARKS.md).
-``InputConv2d`` computes that one gradient with the native kernel and leaves everything else
-(forward, weight gradient, other devices, autocast, several input channels) to ``nn.Conv2d``; it
-also works under torch.compile. It has the
-same parameters and state dict as ``nn.Conv2d``, and its gradients are differentiable again
-(double backpropagation, as GradAlign needs).
+convolution has a single input channel (grey-scale images): on this project's machine it cost 5x
+the convolution's forward pass, a third of a whole natural training step of ``cnn-small``, and
+torch's native kernel about a third of what oneDNN's costs (``benchmarks/first_conv_cost.py``,
+BENCHMARKS.md). ``InputConv2d`` computes that one gradient with the native kernel and leaves
+everything else (forward, weight gradient, other devices, autocast, several input channels) to
+``nn.Conv2d``. It has the same parameters and state dict as ``nn.Conv2d``, its gradients are
+differentiable again (double backpropagation, as GradAlign needs), and it works under
+torch.compile.
 """
 
 from __future__ import annotations
