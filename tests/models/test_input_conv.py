@@ -106,3 +106,13 @@ def test_torch_compile_gives_the_same_gradients():
         model.zero_grad()
     for expected, got in zip(*results, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_weights_still_give_the_input_gradient():
+    plain, ours = conv_pair(in_channels=1, out_channels=4, kernel_size=3)
+    grads = []
+    for conv in (plain.requires_grad_(False), ours.requires_grad_(False)):
+        x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        conv(x).square().sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-5)
