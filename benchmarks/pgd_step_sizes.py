@@ -35,7 +35,7 @@ def max_loss_pgd(
     restarts: int,
 ) -> Tensor:  # fmt: skip
     """L-inf PGD under the weaker protocol of ``--max-loss`` (see the module docstring)."""
-    best_delta, best_loss = torch.zeros_like(inputs), torch.zeros(len(inputs))
+    best_delta, best_loss = torch.zeros_like(inputs), inputs.new_zeros(len(inputs))
     for _ in range(restarts):
         delta = (inputs + torch.empty_like(inputs).uniform_(-eps, eps)).clamp(0, 1) - inputs
         for _ in range(steps):

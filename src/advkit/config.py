@@ -207,7 +207,7 @@ def load_config(
 
 def _config_file(path: str | Path) -> Path:
     """``path`` if it is a file, else the shipped recipe of that name; ConfigError otherwise."""
-    from advkit.recipes import RECIPES_DIR
+    from advkit.recipes import RECIPES_DIR, recipe_names
 
     path = Path(path)
     if path.is_file():
@@ -215,8 +215,9 @@ def _config_file(path: str | Path) -> Path:
     recipe = RECIPES_DIR / f"{path.name}.yaml"
     if path.parent == Path(".") and not path.suffix and recipe.is_file():
         return recipe
-    names = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
-    raise ConfigError(f"config file {path} does not exist (shipped recipes: {names})")
+    raise ConfigError(
+        f"config file {path} does not exist (shipped recipes: {', '.join(recipe_names())})"
+    )
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

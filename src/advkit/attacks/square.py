@@ -98,10 +98,9 @@ def square(
         predictions = logits.argmax(dim=1)
         return value, (predictions == y) if targeted else (predictions != y)
 
-    if norm == "l2":
-        with attack_mode(model, train=train_mode), _seeded(seed, inputs.device), torch.no_grad():
-            return _square_l2(objective, inputs, labels, eps_all, queries, p_init)
     with attack_mode(model, train=train_mode), _seeded(seed, inputs.device), torch.no_grad():
+        if norm == "l2":
+            return _square_l2(objective, inputs, labels, eps_all, queries, p_init)
         stripes = torch.randint(0, 2, (n, channels, 1, width), device=inputs.device)
         best = (inputs + eps_all * (2.0 * stripes - 1.0)).clamp_(lower, upper)
         best_loss, fooled = objective(best, labels)

@@ -12,7 +12,7 @@ from advkit.config import TrainConfig, load_config
 from advkit.data import DATASETS
 from advkit.methods import METHODS
 from advkit.models import MODELS
-from advkit.recipes import RECIPES_DIR
+from advkit.recipes import recipe_names
 from advkit.training import TrainingInterrupted, train
 from advkit.training.schedules import SCHEDULES
 
@@ -126,7 +126,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a model", description="Train a classifier, writing a run folder. "
         "Values come from the defaults, then --config YAML, then these options.",
     )  # fmt: skip
-    recipes = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    recipes = ", ".join(recipe_names())
     parser.add_argument("--config", help="YAML file of config keys (same names as the options), "
                         f"or the name of a shipped recipe: {recipes}")  # fmt: skip
     parser.add_argument("--out", help="run folder to write (default runs/<method>-<dataset>)")
