@@ -59,7 +59,7 @@ def test_cascade_is_monotone_and_records_every_stage(problem) -> None:
     optimal = problem.optimal_eps("linf")
     assert not broken[optimal > eps * (1 + 1e-4)].any()
     assert broken[result.clean_correct & (optimal < eps / 1.25)].all()
-    assert torch.equal(result.adv_inputs[:4], problem.inputs[:4])
+    assert torch.equal(result.adv_inputs[:4], problem.inputs[:4])  # never attacked: a copy
     assert result.final_robust_accuracy == pytest.approx(result.robust.float().mean().item())
 
 

@@ -79,6 +79,7 @@ def test_mode_parameters_and_inputs_untouched(name, norm, attack) -> None:
     attack(model, inputs, labels, eps=0.1)
     assert all(module.training for module in model.modules())
     assert all(p.grad is None for p in model.parameters())
+    # Exact: an attack must not write to the model's state or its inputs at all.
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert torch.equal(inputs, inputs_copy)
     model.eval()
@@ -107,6 +108,7 @@ def test_seed_makes_runs_reproducible_and_leaves_global_rng() -> None:
         torch.manual_seed(0)
         first = attack(NET, inputs, labels, eps=0.1, seed=7)
         assert torch.equal(torch.rand(3), expected)
+        # Exact: the same call on the same tensors in this process replays the same arithmetic.
         assert torch.equal(first, attack(NET, inputs, labels, eps=0.1, seed=7))
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,16 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from advkit.attacks import apgd, pgd
-
-MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist.npz"
+from tests.conftest import shared_data_file
 
 
 @pytest.fixture(scope="module")
 def mnist_cnn():
     """A two-conv CNN trained for 3 epochs on 3000 MNIST training digits; 200 test digits."""
-    if not MNIST.exists():
-        pytest.skip(f"MNIST not found at {MNIST}")
-    data = np.load(MNIST)
+    data = np.load(shared_data_file("mnist.npz"))
 
     def tensors(split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         images = torch.from_numpy(data[f"x_{split}"][:count]).float().div(255).unsqueeze(1)

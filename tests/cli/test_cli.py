@@ -12,11 +12,9 @@ import yaml
 
 import advkit
 from advkit.cli import main
-from tests.conftest import FASHION_DIR
+from tests.conftest import requires_fashion_mnist
 
-pytestmark = pytest.mark.skipif(
-    not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST missing"
-)
+pytestmark = requires_fashion_mnist
 
 SMALL = ["--subset", "384", "--val-size", "128", "--val-examples", "64", "--epochs", "1",
          "--batch-size", "64", "--steps", "2", "--quiet"]  # fmt: skip

@@ -1,8 +1,9 @@
 """Fixtures for the data tests: standard-format files written from the shared real datasets.
 
-The shared folder (``<repo>/../shared/data``) holds MNIST and CIFAR-10 as .npz; the fixtures
-write them out in their original release formats (idx, python pickles) once per session, so the
-readers are checked against the real bytes and the published facts (class counts, mean/std).
+The shared folder (``$ADVKIT_TEST_DATA``, else ``<repo>/../shared/data``: ``shared_data_file`` in
+``tests/conftest.py``) holds MNIST and CIFAR-10 as .npz; the fixtures write them out in their
+original release formats (idx, python pickles) once per session, so the readers are checked
+against the real bytes and the published facts (class counts, mean/std).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+from tests.conftest import FASHION_DIR, shared_data_file
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:
@@ -65,18 +65,8 @@ def write_cifar10(root: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def _shared(name: str) -> dict[str, np.ndarray]:
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (the shared real-data folder beside the checkout)")
-    with np.load(path) as archive:
+    with np.load(shared_data_file(name)) as archive:
         return {k: archive[k] for k in archive.files}
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} is absent (the shared real-data folder beside the checkout)")
-    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")

@@ -106,6 +106,7 @@ def test_iterate_batches_values_and_sizes():
     batches = list(iterate_batches(data, 16))
     assert [len(y) for _, y in batches] == [16, 16, 16, 2] and num_batches(50, 16) == 4
     x, y = batches[1]
+    # Exact: uint8 -> float is exact and IEEE division by 255 is correctly rounded on any CPU.
     assert x.dtype == torch.float32 and torch.equal(x, data.images[16:32].float() / 255)
     assert torch.equal(y, data.labels[16:32])
     assert len(list(iterate_batches(data, 16, drop_last=True))) == 3 == num_batches(50, 16, True)
@@ -119,7 +120,8 @@ def test_iterate_batches_values_and_sizes():
 
 
 def test_start_batch_resume_with_augmentation():
-    """Resuming at batch k with the RNG state saved after k batches replays the same batches."""
+    """Resuming at batch k with the RNG state saved after k batches replays the same batches
+    (exactly: crops and flips move pixels, they compute nothing)."""
     data = _data(50)
     order = epoch_order(50, seed=1, epoch=4)
     torch.manual_seed(0)

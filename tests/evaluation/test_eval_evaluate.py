@@ -27,6 +27,9 @@ def stop_after(chunks: int):
 
 
 def same(a, b) -> None:
+    """Exactly the same per-sample results. Used only where both evaluations run in one process
+    with the same model, chunking (batch size) and per-chunk seeds: each chunk is a freshly
+    gathered tensor of the same values and shape, so every kernel takes the same path."""
     assert a.accuracies() == b.accuracies()
     assert torch.equal(a.clean, b.clean)
     assert a.robust.keys() == b.robust.keys()
@@ -110,6 +113,8 @@ def test_seeded_per_chunk_and_leaves_global_rng_alone(model, data):
 
 
 def test_uint8_dataset_input_matches_float_tensors(model, data):
+    """Exact: uint8 -> float is exact and division by 255 is correctly rounded, so both paths
+    build bitwise-equal chunks (fresh tensors, same batch size) before any model arithmetic."""
     images = (data[0] * 255).round().to(torch.uint8)
     from_data = evaluate(model, TensorData(images, data[1]), None, "quick", eps=EPS)
     from_tensors = evaluate(model, images.float() / 255, data[1], "quick", eps=EPS)

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import Tensor
 
-MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist.npz"
+from tests.conftest import shared_data_file
 
 
 @pytest.fixture(scope="session")
 def mnist_subset() -> tuple[Tensor, Tensor]:
     """512 MNIST training images in [0, 1], shape (512, 1, 28, 28), and their labels."""
-    if not MNIST.is_file():
-        pytest.skip(f"MNIST not found at {MNIST}")
-    with np.load(MNIST) as data:
+    with np.load(shared_data_file("mnist.npz")) as data:
         images, labels = data["x_train"][:512], data["y_train"][:512]
     inputs = torch.from_numpy(images).float().div_(255).unsqueeze(1)
     return inputs, torch.from_numpy(labels).long()

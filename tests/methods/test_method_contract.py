@@ -71,7 +71,11 @@ def test_step_never_syncs_with_the_host(name: str, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_round_trip_continues_exactly(name: str) -> None:
-    """state_dict -> checkpoint bytes -> a new instance gives the same next step as the original."""
+    """state_dict -> checkpoint bytes -> a new instance gives the same next step as the original.
+
+    Bit for bit: both steps run in this process on copies of one model, with the same seed, batch
+    and shapes; the state comes back through ``torch.load``, which allocates aligned storage like
+    the original's, so the kernels take the same path and only a forgotten state could differ."""
     overrides = {"init": "previous"} if name == "fast" else {}
     torch.manual_seed(0)
     original = build(name, **overrides)

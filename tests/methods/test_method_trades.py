@@ -13,6 +13,8 @@ from tests.methods.methods_support import FakeTrainer, Recorder, build, random_b
 
 
 def test_beta_zero_is_natural_training() -> None:
+    """Bit for bit: beta = 0 must skip the attack and run the natural step itself (the same
+    forward, loss and update on the same batch, weights and shapes), not merely come close."""
     inputs, labels = random_batch()
     model = tiny_cnn()
     twin = copy.deepcopy(model)

@@ -29,6 +29,9 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == ["state.pt"]
 
 
+# The round trips below compare exactly: saving and loading copy bytes, with no arithmetic.
+
+
 def test_state_round_trip(tmp_path):
     state = {"w": torch.randn(3), "epoch": 2, "history": "[]", "rng": torch.get_rng_state()}
     save_state(state, tmp_path / "s.pt")

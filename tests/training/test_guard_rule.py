@@ -79,7 +79,11 @@ def test_a_relative_drop_from_a_tiny_best_is_noise(monkeypatch):
 def test_measuring_during_training_does_not_change_the_training_run(fashion_small):
     """Guard checks draw their attacks' random starts from a forked, seeded RNG: a run with
     checks every step ends with the same weights as a run without them, and two measurements of
-    the same weights agree. (Checks used to draw from the training RNG and change the run.)"""
+    the same weights agree. (Checks used to draw from the training RNG and change the run.)
+
+    Compared bit for bit: the two runs share the process, data, shapes and thread count, and the
+    checks only read the weights, so the training arithmetic is the same; a difference is a
+    side effect of the checks (RNG, BatchNorm statistics), however small."""
     from advkit.config import TrainConfig
     from advkit.training import Trainer
 
@@ -113,6 +117,7 @@ def test_a_measurement_draws_the_same_numbers_and_leaves_the_callers_rng_alone(f
     assert torch.equal(torch.get_rng_state(), state)
     torch.rand(7)  # the caller's RNG moves on; the measurement does not follow it
     accuracies(torch.nn.Flatten(), fashion_small.val, attacks, batch_size=128)
+    # Exact: the same seeded generator replayed gives the same numbers (no arithmetic involved).
     assert len(draws) == 4 and draws[:2] == draws[2:] and draws[0] != draws[1]
 
 

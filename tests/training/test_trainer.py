@@ -64,6 +64,10 @@ def _weights(run_dir):
 
 
 def test_interrupted_and_resumed_run_matches_uninterrupted(fashion_small, tmp_path):
+    """Bit for bit, on purpose: both runs are in one process, on the same data, shapes and thread
+    count, and the checkpoint comes back through ``torch.load`` (64-byte-aligned storage) and is
+    copied into the new model's own parameters, so every kernel takes the same path. Any
+    difference is state the checkpoint forgot (an RNG, a buffer, the schedule), not rounding."""
     config = small_config(ema_decay=0.9)
     train(config, tmp_path / "straight", data=fashion_small)
 
