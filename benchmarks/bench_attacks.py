@@ -3,8 +3,8 @@
 Same model (eval mode), same batch, same L-inf eps, step size, number of steps and one uniform
 random start; the implementations alternate within each round (the order rotates), and the report
 gives per-implementation medians (wall clock, and process CPU time, steadier on a shared machine)
-and the ratios ours / theirs. Competitors that are not installed are skipped
-(``pip install torchattacks adversarial-robustness-toolbox``).
+and the ratios ours / theirs. A competitor that cannot be imported is skipped, with the import
+error and the command that installs it (``INSTALL``).
 
     .venv/bin/python benchmarks/bench_attacks.py [--rounds 5] [--steps 10] [--device cpu]
 """
@@ -24,6 +24,17 @@ from torch import Tensor, nn
 from advkit.attacks import pgd
 
 Runner = Callable[[Tensor, Tensor], Tensor]
+
+#: The competitors and what they import (the bench extra), without the dependencies they declare
+#: but do not need here (torchattacks' torchvision would replace the CPU torch).
+INSTALL = (
+    "pip install -e '.[bench]' && pip install --no-deps torchattacks adversarial-robustness-toolbox"
+)
+
+
+def skipped(name: str, error: ImportError) -> str:
+    """Why a competitor is left out, and how to bring it in."""
+    return f"{name} skipped: {error} (to compare with it: {INSTALL})"
 
 
 def build_model(name: str, device: torch.device) -> tuple[nn.Module, tuple[int, int, int]]:
@@ -53,8 +64,8 @@ def runners(
 
         attack = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
         out["torchattacks"] = lambda x, y: attack(x, y)
-    except ImportError:
-        print("torchattacks not installed: skipped")
+    except ImportError as error:
+        print(skipped("torchattacks", error))
     try:
         from art.attacks.evasion import ProjectedGradientDescentPyTorch
         from art.estimators.classification import PyTorchClassifier
@@ -75,8 +86,8 @@ def runners(
             return torch.from_numpy(adv).to(x.device)
 
         out["art"] = run_art
-    except ImportError:
-        print("adversarial-robustness-toolbox not installed: skipped")
+    except ImportError as error:
+        print(skipped("adversarial-robustness-toolbox", error))
     return out
 
 
@@ -149,8 +160,8 @@ def main() -> None:
     for module in ("torchattacks", "art"):
         try:
             versions[module] = __import__(module).__version__
-        except ImportError:
-            versions[module] = "not installed"
+        except ImportError as error:
+            versions[module] = f"unavailable ({error})"
     print(
         f"python {platform.python_version()}, "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
