@@ -32,6 +32,19 @@ def parse_eps(text: str | float | int) -> float:
         raise ConfigError(f"expected a number such as 0.1 or 8/255, got {text!r}") from None
 
 
+#: The fields that take one of a few fixed names, and those names: what ``validate`` accepts and
+#: what ``advkit train`` offers as choices (None: the field may be left unset). Fields named by a
+#: registry (dataset, model, method, schedule) are checked against the registry instead.
+CHOICES: dict[str, tuple[str | None, ...]] = {
+    "norm": ("linf", "l2"),
+    "init": ("zero", "random", "ball", "previous"),
+    "select": ("best", "last"),
+    "co_guard": ("off", "warn", "rollback", "stop"),
+    "optimizer": ("sgd", "adam"),
+    "augment": (None, "none", "crop-flip"),
+}
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on. Units: eps and step sizes in [0, 1] pixel units."""
@@ -126,14 +139,7 @@ class TrainConfig:
                 "gradalign needs double backpropagation, which torch.compile does not support: "
                 "train gradalign without --compile"
             )
-        choices = {
-            "norm": ("linf", "l2"),
-            "init": ("zero", "random", "ball", "previous"),
-            "select": ("best", "last"),
-            "co_guard": ("off", "warn", "rollback", "stop"),
-            "optimizer": ("sgd", "adam"),
-            "augment": (None, "none", "crop-flip"),
-        }
+        choices = CHOICES
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 shown = ", ".join(str(a) for a in allowed if a is not None)

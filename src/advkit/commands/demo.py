@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
-
-import yaml
 
 from advkit import runs
 from advkit.commands.train import summarize
 from advkit.config import load_config
+from advkit.evaluation import SUITES
 from advkit.recipes import recipe_path
-from advkit.training import TrainingInterrupted, train
+from advkit.training import Trainer, TrainingInterrupted, train
+from advkit.training.progress import training_plan
 
 DEMO_RECIPE = "fashion-mnist-demo"
 WHY = (
@@ -33,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     parser.add_argument("--fresh", action="store_true", help="train again even if finished")
-    parser.add_argument("--suite", default="quick", help="evaluation suite (default quick)")
+    parser.add_argument("--suite", default="quick", choices=SUITES.names(),
+                        help="evaluation suite (default quick; see advkit eval -h)")  # fmt: skip
     parser.add_argument("--n-examples", type=int, default=10000,
                         help="test images to evaluate (count, default all 10000)")  # fmt: skip
     parser.add_argument("--data-dir", help="folder holding Fashion-MNIST's idx files "
@@ -48,12 +50,15 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(recipe_path(DEMO_RECIPE), {k: v for k, v in overrides.items() if v})
     finished = (out / runs.MODEL_FILE).is_file() and (out / runs.META_FILE).is_file()
     checkpoint = out / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
-    recipe = yaml.safe_load(recipe_path(DEMO_RECIPE).read_text())
-    print(f"advkit demo: recipe {DEMO_RECIPE}: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
-    print(f"  ({WHY})")
+    print(f"advkit demo: recipe {DEMO_RECIPE}\n  ({WHY})")
     if finished and not args.fresh:
         print(f"{out} holds a finished run: evaluating it (use --fresh to train again)")
     else:
+        # What will run, from the resolved config and method, not the recipe's raw keys (whose
+        # epochs=48 are the Free-AT paper's epochs: 12 passes). The planning trainer loads the
+        # data once for both; training itself goes through train() like `advkit train`.
+        planned = Trainer(config)
+        print(textwrap.indent(training_plan(planned), "  "))
         if args.fresh and out.exists():
             for name in (runs.MODEL_FILE, runs.META_FILE):
                 (out / name).unlink(missing_ok=True)
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         if resume:
             print(f"resuming the interrupted demo run in {out}")
         try:
-            result = train(config, out, resume=resume)
+            result = train(config, out, resume=resume, data=planned.data)
         except TrainingInterrupted as stopped:
             print(f"advkit demo: {stopped} (or run `advkit demo` again)", file=sys.stderr)
             return 130

@@ -96,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--sweep",
         metavar="EPS_LIST",
         help="also plot PGD-20 robust accuracy "
-        "at these radii (comma-separated, pixel units, e.g. 0,0.05,0.1)",
+        "at these radii (comma-separated, pixel units, e.g. 0,0.05,0.1; default: none)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed of the attacks (integer, default 0)"

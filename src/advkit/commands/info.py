@@ -1,10 +1,18 @@
-"""``advkit models`` and ``advkit datasets``: what the registries hold."""
+"""``advkit models``, ``advkit datasets`` and ``advkit methods``: what the registries hold.
+
+Descriptions come from registry metadata and are printed as plain text (no reStructuredText or
+Markdown markup), wrapped to the terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import textwrap
+from collections.abc import Iterable
 
-from advkit.data import DATASETS
+from advkit.data import DATASETS, ENV_VAR, DataNotFoundError, resolve_data_dir
+from advkit.humanize import plain_text
 from advkit.methods import METHODS
 from advkit.models import list_models
 
@@ -18,25 +26,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     methods.set_defaults(handler=run_methods)
 
 
+def table(rows: Iterable[tuple[str, str]], width: int | None = None) -> str:
+    """``name  text`` rows, the text as plain text wrapped beside the name column."""
+    rows = [(name, plain_text(text)) for name, text in rows]
+    width = width or min(shutil.get_terminal_size((100, 24)).columns, 100)
+    column = max(len(name) for name, _ in rows) + 2
+    wrap = textwrap.TextWrapper(
+        width=max(width, column + 30), subsequent_indent=" " * column, break_on_hyphens=False
+    )
+    return "\n".join(wrap.fill(f"{name:<{column}}{text}") for name, text in rows)
+
+
 def run_models(args: argparse.Namespace) -> int:
     del args
-    for name, description in list_models():
-        print(f"{name:<18} {description}")
+    print(table(list_models()))
     return 0
 
 
 def run_datasets(args: argparse.Namespace) -> int:
     del args
+    rows = []
     for name in DATASETS.names():
         spec = DATASETS.get(name)
-        where = spec.default_dir or "--data-dir"
-        print(f"{name:<14} default: {where}\n{'':<14} {spec.how_to_get}")
+        rows.append((name, _facts(spec)))
+        rows.append(("", f"read from: {_where(name, spec.default_dir)}"))
+        rows.append(("", spec.how_to_get))
+    print(table(rows))
     return 0
 
 
 def run_methods(args: argparse.Namespace) -> int:
     del args
-    for name in METHODS.names():
-        doc = (METHODS.get(name).__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<10} {doc}")
+    print(table((name, METHODS.meta(name).get("description", "")) for name in METHODS.names()))
     return 0
+
+
+def _facts(spec) -> str:
+    classes = f"{spec.num_classes} classes" if spec.num_classes else "classes from the files"
+    shape = "x".join(map(str, spec.image_shape)) + " images" if spec.image_shape else "any size"
+    return f"{classes}, {shape}, training augmentation {spec.augment}"
+
+
+def _where(name: str, default_dir: str | None) -> str:
+    places = ["--data-dir", f"${ENV_VAR}/{name} or ${ENV_VAR}", default_dir]
+    try:
+        found = f"found in {resolve_data_dir(name, None)}"
+    except DataNotFoundError:
+        found = "not found without --data-dir"
+    return f"{', else '.join(p for p in places if p)} ({found})"

@@ -8,48 +8,58 @@ from pathlib import Path
 from typing import Any
 
 from advkit import runs
-from advkit.config import TrainConfig, load_config
+from advkit.config import CHOICES, TrainConfig, load_config
 from advkit.data import DATASETS
+from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
 from advkit.models import MODELS
 from advkit.recipes import recipe_names
 from advkit.training import TrainingInterrupted, train
 from advkit.training.schedules import SCHEDULES
 
-#: field -> (help text with unit, extra argparse kwargs). Every TrainConfig field but out/quiet.
+#: field -> (help text with unit, extra). Every TrainConfig field but out/quiet. In extra, "bool"
+#: makes a --flag/--no-flag pair and "default" says in words what an unset (None) field means;
+#: the help shows TrainConfig's default, the choices come from config.CHOICES or a registry.
 OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "dataset": ("dataset name (default fashion-mnist)", {"choices": None}),
+    "dataset": ("dataset name (see advkit datasets)", {}),
     "data_dir": (
-        "folder (or .npz file) holding the dataset's standard files; "
-        "default $ADVKIT_DATA or the dataset's system folder",
-        {},
+        "folder (or .npz file) holding the dataset's standard files",
+        {"default": "$ADVKIT_DATA, then the dataset's system folder"},
     ),
     "val_size": ("training images held out for validation and model selection (count)", {}),
-    "subset": ("use only the first N training images, for quick runs (count)", {}),
-    "augment": ("augmentation: none or crop-flip (default: the dataset's own)", {}),
-    "model": ("architecture (see `advkit models`)", {"choices": None}),
+    "subset": (
+        "use only the first N training images, for quick runs (count)",
+        {"default": "all"},
+    ),
+    "augment": (
+        "training augmentation",
+        {"default": "the dataset's own: crop-flip for CIFAR, none for the others"},
+    ),
+    "model": ("architecture (see advkit models)", {}),
     "channels_last": (
-        "use the channels_last memory format (13-27%% faster for a BatchNorm CNN on a CPU, "
+        "use the channels_last memory format (13-27% faster for a BatchNorm CNN on a CPU, "
         "little for cnn-small; BENCHMARKS.md)",
         {"bool": True},
     ),
     "normalize": (
         "standardize inputs by the training set's per-channel mean and std inside the model "
-        "(default on; --no-normalize feeds raw [0,1] pixels, as Wong et al.'s MNIST net)",
+        "(--no-normalize feeds raw [0,1] pixels, as Wong et al.'s MNIST net)",
         {"bool": True},
     ),
-    "method": ("training method", {"choices": None}),
-    "norm": ("threat model: linf or l2", {"choices": ["linf", "l2"]}),
+    "method": ("training method (see advkit methods)", {}),
+    "norm": ("threat model", {}),
     "eps": ("perturbation radius in [0,1] pixel units, e.g. 0.1 or 8/255", {}),
     "eps_warmup_epochs": ("ramp eps linearly from 0 over this many epochs", {}),
     "steps": (
-        "attack steps per batch for pgd and trades (count; default 7 for pgd, 10 for trades)",
-        {},
+        "attack steps per batch for pgd and trades (count)",
+        {"default": "the method's own: 7 for pgd, 10 for trades"},
     ),
     "step_size": (
-        "attack step size in pixel units (default: the method's own, "
-        "2.5*eps/steps for pgd/trades, 1.25*eps fast, eps free/gradalign)",
-        {},
+        "attack step size in pixel units",
+        {
+            "default": "the method's own: 2.5*eps/steps for pgd and trades, 1.25*eps for fast, "
+            "eps for free and gradalign"
+        },
     ),
     "attack_train_mode": ("run the training attack with BatchNorm in train mode", {"bool": True}),
     "replays": ("free: times each minibatch is replayed, m (count)", {}),
@@ -61,7 +71,8 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "init": (
         "fast: perturbation start: zero, random (uniform in the ball, clipped to [0,1]), ball "
-        "(uniform in the ball, unclipped: Wong et al.'s MNIST code) or previous",
+        "(uniform in the ball, unclipped: Wong et al.'s MNIST code) or previous (the last "
+        "batch's perturbation)",
         {},
     ),
     "grad_align_lambda": ("gradalign: weight of the gradient-alignment regularizer", {}),
@@ -74,13 +85,13 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "momentum": ("SGD momentum", {}),
     "nesterov": ("Nesterov momentum", {"bool": True}),
     "weight_decay": ("L2 weight decay (not applied to biases and norm layers)", {}),
-    "schedule": ("learning-rate schedule", {"choices": None}),
+    "schedule": ("learning-rate schedule", {}),
     "warmup_epochs": ("linear learning-rate warm-up length in epochs", {}),
-    "grad_clip": ("clip the gradient norm to this value (default: off)", {}),
+    "grad_clip": ("clip the gradient norm to this value", {"default": "off"}),
     "ema_decay": (
         "keep an EMA of the weights with this decay (e.g. 0.999) and use it for "
-        "validation and the final model (default: off)",
-        {},
+        "validation and the final model",
+        {"default": "off"},
     ),
     "val_examples": ("validation images evaluated each epoch (count)", {}),
     "val_steps": ("PGD steps of the per-epoch validation attack (count)", {}),
@@ -116,9 +127,42 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def _choices(field: str) -> list[str] | None:
-    registries = {"dataset": DATASETS, "model": MODELS, "method": METHODS, "schedule": SCHEDULES}
-    return registries[field].names() if field in registries else None
+#: Fields whose values are the names in a registry.
+REGISTRIES = {"dataset": DATASETS, "model": MODELS, "method": METHODS, "schedule": SCHEDULES}
+
+
+def choices(field: str) -> list[str] | None:
+    """The values ``--field`` accepts: a registry's names or ``config.CHOICES``; None if free."""
+    if field in REGISTRIES:
+        return REGISTRIES[field].names()
+    if field in CHOICES:
+        return [value for value in CHOICES[field] if value is not None]
+    return None
+
+
+def default_text(field: str) -> str:
+    """TrainConfig's default for ``field`` as the help shows it (argparse's own default stays None
+    so that a YAML value is overridden only by an option actually given)."""
+    extra = OPTIONS[field][1]
+    if "default" in extra:
+        return extra["default"]
+    value = TrainConfig.__dataclass_fields__[field].default
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        raise RuntimeError(f"OPTIONS[{field!r}] must say what an unset {field} means")
+    return str(value)
+
+
+def help_text(field: str) -> str:
+    """The option's help: what it is, its unit, the meaning of each choice where the registry
+    has one, and its default (argparse-escaped)."""
+    text, _ = OPTIONS[field]
+    if field == "schedule":
+        text += ": " + "; ".join(
+            f"{name}: {SCHEDULES.meta(name)['help']}" for name in SCHEDULES.names()
+        )
+    return f"{text} (default: {default_text(field)})".replace("%", "%%")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -133,15 +177,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its "
                         "last checkpoint (its config.yaml is used)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
-    for field, (help_text, extra) in OPTIONS.items():
+    for field, (_, extra) in OPTIONS.items():
         flag = "--" + field.replace("_", "-")
         if extra.get("bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)  # fmt: skip
+                                help=help_text(field))  # fmt: skip
         else:
-            choices = _choices(field) if "choices" in extra and extra["choices"] is None else (
-                extra.get("choices"))  # fmt: skip
-            parser.add_argument(flag, default=None, choices=choices, help=help_text)
+            parser.add_argument(flag, default=None, choices=choices(field), help=help_text(field))
     parser.set_defaults(handler=run)
 
 
@@ -183,8 +225,8 @@ def summarize(meta: dict[str, Any], run_dir: Path) -> str:
 
     return (
         f"trained {meta['architecture']} with {meta['method']['name']} on {meta['dataset']} "
-        f"({meta['threat']['norm']} eps={meta['threat']['eps']:.4g}) in "
-        f"{meta['train_seconds'] / 60:.1f} min\n"
+        f"({meta['threat']['norm']} eps={format_eps(meta['threat']['eps'])}) in "
+        f"{format_duration(meta['train_seconds'])}\n"
         f"selected epoch {meta['selected_epoch']} ({meta['selected']}): validation clean "
         f"{pct(meta['val_clean'])}, PGD {pct(meta['val_pgd'])}\n"
         f"run folder: {run_dir}  (evaluate: advkit eval {run_dir} --suite paper)"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from advkit.evaluation.evaluate import EvalResult
+from advkit.humanize import format_duration, format_eps
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2"}
 
@@ -46,20 +46,12 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     return path
 
 
-def format_eps(eps: float) -> str:
-    """``0.03137 (8/255)`` when eps is a whole number of 255ths, else ``0.1``."""
-    fraction = Fraction(eps).limit_denominator(255)
-    if fraction.denominator == 255 and abs(float(fraction) - eps) < 1e-9:
-        return f"{eps:.4g} ({fraction.numerator}/255)"
-    return f"{eps:.4g}"
-
-
 def headline(data: Mapping[str, Any]) -> str:
-    """``suite paper, L-inf eps=0.03137 (8/255), 1000 examples, 532.1 s``."""
+    """``suite paper, L-inf eps=0.03137 (8/255), 1000 examples, 8 min 52 s``."""
     norm = NORM_NAMES.get(data["norm"], data["norm"])
     return (
         f"suite {data['suite']}, {norm} eps={format_eps(data['eps'])}, "
-        f"{data['n_examples']} examples, {data['seconds']:.1f} s"
+        f"{data['n_examples']} examples, {format_duration(data['seconds'])}"
     )
 
 
@@ -152,7 +144,7 @@ def _threat_text(threat: Mapping[str, Any]) -> str:
 def _seconds_text(seconds: Any) -> str | None:
     if seconds is None:
         return None
-    return f"{float(seconds) / 60:.1f} min"
+    return format_duration(float(seconds))
 
 
 def _write_text(path: Path, text: str) -> None:

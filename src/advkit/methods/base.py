@@ -56,7 +56,8 @@ class StepOutput:
 
 
 class Method(ABC):
-    """A training method. Subclasses register with ``@METHODS.register(name)``.
+    """A training method. Subclasses register with ``@METHODS.register(name, description=...)``,
+    the description a plain one-line sentence for ``advkit methods`` (paper and year).
 
     Hyperparameters come in through ``__init__`` as keyword arguments named as in the papers;
     ``from_config`` picks them from a training config. Anything that persists across steps goes

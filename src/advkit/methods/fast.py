@@ -28,7 +28,10 @@ from advkit.threat import get_threat
 INITS = ("zero", "random", "ball", "previous")
 
 
-@METHODS.register("fast")
+@METHODS.register(
+    "fast",
+    description="FGSM adversarial training from a random start (Wong, Rice & Kolter 2020)",
+)
 class FastTraining(Method):
     """FGSM adversarial training from an ``init`` start, ``step_size`` 1.25 * eps by default."""
 

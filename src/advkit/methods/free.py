@@ -53,7 +53,11 @@ class PersistentDelta:
         self.buffer = None if delta is None else delta.detach().clone()
 
 
-@METHODS.register("free")
+@METHODS.register(
+    "free",
+    description="Free-AT: each minibatch replayed --replays times, each backward updating both "
+    "the weights and the attack (Shafahi et al. 2019)",
+)
 class FreeTraining(Method):
     """Free-AT with ``replays`` (m) weight updates per minibatch, each from one forward-backward."""
 

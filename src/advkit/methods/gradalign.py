@@ -22,7 +22,11 @@ from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 from advkit.threat import get_threat
 
 
-@METHODS.register("gradalign")
+@METHODS.register(
+    "gradalign",
+    description="FGSM training with the GradAlign regularizer against "
+    "catastrophic overfitting (Andriushchenko & Flammarion 2020)",
+)
 class GradAlignTraining(Method):
     """FGSM + GradAlign weighted by ``grad_align_lambda`` (0: plain zero-init FGSM training)."""
 

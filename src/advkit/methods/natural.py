@@ -7,7 +7,9 @@ from torch import Tensor
 from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 
 
-@METHODS.register("natural")
+@METHODS.register(
+    "natural", description="natural training on clean inputs, no attack: the baseline"
+)
 class Natural(Method):
     """Empirical risk minimization on clean inputs."""
 

@@ -18,7 +18,10 @@ from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 from advkit.threat import get_threat
 
 
-@METHODS.register("pgd")
+@METHODS.register(
+    "pgd",
+    description="PGD adversarial training, --steps attack steps per batch (Madry et al. 2018)",
+)
 class PGDTraining(Method):
     """K-step PGD adversarial training; ``step_size`` defaults to 2.5 * eps / steps."""
 

@@ -26,7 +26,10 @@ from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 from advkit.threat import get_threat
 
 
-@METHODS.register("trades")
+@METHODS.register(
+    "trades",
+    description="TRADES: clean loss + --beta x KL(clean || adversarial) (Zhang et al. 2019)",
+)
 class TRADESTraining(Method):
     """TRADES with trade-off ``beta`` (the paper's 1/lambda; 6.0 in its CIFAR-10 experiments)."""
 

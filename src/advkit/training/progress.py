@@ -1,4 +1,6 @@
-"""A progress bar over an epoch's batches showing loss, accuracy, LR and images/s.
+"""What a user watches during training: a progress bar over an epoch's batches showing loss,
+accuracy, LR and images/s; one readable log line per epoch (``epoch_line``); and the plan of a
+run before it starts (``training_plan``).
 
 Quiet when stderr is not a terminal (CI, logs) or when asked; postfix updates read tensors back
 from the device only every ``refresh`` steps so the bar costs no synchronization in between.
@@ -8,9 +10,14 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
+
+from advkit.humanize import format_duration, format_eps
+
+if TYPE_CHECKING:
+    from advkit.training.trainer import Trainer
 
 
 class Progress:
@@ -47,3 +54,68 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
+    """The last epoch of ``history`` as one readable log line, e.g.
+
+    ``epoch 3/10  loss 0.812  acc 71.2%  val clean 80.1%  PGD 63.4%  lr 0.0421  42.0 s``
+
+    The time is the epoch's own training time; metrics.jsonl keeps every value at full precision.
+    """
+    record = history[-1]
+    before = history[-2]["train_seconds"] if len(history) > 1 else 0.0
+    parts = [
+        f"epoch {record['epoch']}/{epochs}",
+        f"loss {record['train_loss']:.3f}",
+        f"acc {_percent(record['train_acc'])}",
+    ]
+    extra = [k for k in record if k.startswith("train_") and k not in _TRAIN_KEYS]
+    parts += [f"{k.removeprefix('train_')} {record[k]:.3g}" for k in extra]
+    if "val_clean" in record:
+        parts.append(f"val clean {_percent(record['val_clean'])}")
+    if "val_pgd" in record:
+        parts.append(f"PGD {_percent(record['val_pgd'])}")
+    if "co_pgd" in record:
+        guard = f"guard FGSM {_percent(record['co_fgsm'])} PGD {_percent(record['co_pgd'])}"
+        parts.append(guard + (" COLLAPSED" if record.get("co_collapsed") else ""))
+    parts.append(f"lr {record['lr']:.3g}")
+    parts.append(format_duration(record["train_seconds"] - before))
+    return "  ".join(parts)
+
+
+_TRAIN_KEYS = {"train_loss", "train_acc", "train_seconds"}
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f}%"
+
+
+#: Method attributes that every method has or that rarely matter to a reader of the plan.
+_PLAN_SKIP = {"norm", "label_smoothing", "step_scale", "attack_train_mode", "random_start"}
+
+
+def training_plan(trainer: Trainer) -> str:
+    """What a trainer will run, from its resolved config and method, in three lines, e.g.
+
+    ``free (replays 4), linf eps=0.1, cnn-small on fashion-mnist``
+    ``12 passes over 55000 training images (epochs 48 in the Free-AT paper's count: ...)``
+    ``430 minibatches of 128 per pass, 4 weight updates each: 20640 weight updates``
+    """
+    config, method = trainer.config, trainer.method
+    settings = [
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in method.describe().items()
+        if key not in _PLAN_SKIP and value is not None
+    ]
+    what = config.method + (f" ({', '.join(settings)})" if settings else "")
+    threat = f"{config.norm} eps={format_eps(config.eps)}" if method.adversarial else "no attack"
+    updates = method.updates_per_batch
+    passes = f"{trainer.epochs} {'pass' if trainer.epochs == 1 else 'passes'} over "
+    passes += f"{len(trainer.train_data)} training images"
+    if config.paper_epochs and updates > 1:
+        passes += f" (epochs {config.epochs} in the Free-AT paper's count: passes x {updates})"
+    steps = f"{trainer.batches_per_epoch} minibatches of {config.batch_size} per pass"
+    steps += f", {updates} weight updates each" if updates > 1 else ""
+    steps += f": {trainer.total_updates} weight updates"
+    return f"{what}, {threat}, {config.model} on {config.dataset}\n{passes}\n{steps}"

@@ -44,7 +44,7 @@ from advkit.training.checkpoint import (
 from advkit.training.guard import CatastrophicOverfittingGuard
 from advkit.training.optim import build_optimizer
 from advkit.training.plots import plot_curves
-from advkit.training.progress import Progress
+from advkit.training.progress import Progress, epoch_line
 from advkit.training.schedules import build_scheduler
 from advkit.training.validation import robust_accuracy
 
@@ -427,7 +427,7 @@ class Trainer:
         if metric > self.best_metric and not record.get("co_collapsed", False):
             self.best_metric, self.best_epoch = metric, self.epoch
             self._save_best()
-        log.info("epoch %s", json.dumps(record))
+        log.info("%s", epoch_line(self.history, self.epochs))
         self._write_history()
         self.save_checkpoint()
 
