@@ -3,8 +3,10 @@
     python benchmarks/summarize_runs.py runs/fmnist [--free-plot free-m.png]
 
 Reads each run's model.json (method, train time) and eval-paper.json / eval-autoattack.json /
-eval-restarts.json (written by `advkit eval`), and prints one row per run. With --free-plot,
-also plots clean and robust accuracy of the Free-m runs against m.
+eval-restarts.json (written by `advkit eval`: each the largest evaluation of that suite at the
+run's own threat model; smaller or otherwise different ones lie beside it as
+eval-<suite>-n<N>...json and are not read), and prints one row per run. With --free-plot, also
+plots clean and robust accuracy of the Free-m runs against m.
 """
 
 from __future__ import annotations

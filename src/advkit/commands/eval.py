@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from advkit.evaluation import (
     SUITES,
     CheckContext,
     Progress,
+    Suite,
     attack_examples,
     build_suite,
     eps_sweep,
@@ -25,16 +26,33 @@ from advkit.evaluation import (
     format_table,
     markdown_report,
     report_dict,
-    run_checks,
     write_json,
+)
+from advkit.evaluation.checks import (
+    CHECK_LEVELS,
+    DEFAULT_CHECK_LEVEL,
+    FAST_FRACTION,
+    FAST_MIN_BUDGET,
+    CheckReport,
+    check_all,
+    check_sample_size,
+    fast_budget,
+)
+from advkit.evaluation.cost import count_forwards
+from advkit.evaluation.outputs import (
+    Identity,
+    Outputs,
+    Placement,
+    place_at_file,
+    place_in_folder,
+    state_path,
+    weights_fingerprint,
 )
 from advkit.evaluation.plots import plot_examples, plot_sweep
 from advkit.evaluation.report import write_markdown
 from advkit.threat import THREATS
 from advkit.training.trainer import resolve_device
 
-#: Test images the sanity checks run on (the first ones evaluated).
-CHECK_EXAMPLES = 64
 #: Test images shown in the example grid.
 GRID_EXAMPLES = 8
 
@@ -45,8 +63,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a trained model's robustness",
         description="Attack a trained model on the first N test images, run sanity checks for "
-        "gradient masking and write eval-<suite>.json, report-<suite>.md and PNGs beside the run "
+        "gradient masking and write eval-<suite>.json, eval-<suite>.md and PNGs beside the run "
         "(with -<norm>-<eps> after <suite> when --eps/--norm differ from the run's own). "
+        "eval-<suite>.json holds the largest evaluation; a smaller or otherwise different one "
+        "is written as eval-<suite>-n<N>[-seed<S>...].json, and one that a larger evaluation "
+        "displaces is moved there: no evaluation replaces another silently. "
         "An interrupted evaluation resumes where it stopped.",
     )
     parser.add_argument(
@@ -82,10 +103,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="B",
         help="images per attack batch (count, default 256)",
     )
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--json",
         metavar="PATH",
-        help="where to write the results JSON (file path, default RUN_DIR/eval-<suite>.json)",
+        help="write the results JSON to this file, and the report, figures and resumable state "
+        "beside it with the same stem (PATH.md, PATH-examples.png, ...); default: "
+        "RUN_DIR/eval-<suite>.json",
+    )
+    where.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write all outputs (JSON, report, figures, state) into this folder, named as in "
+        "the run folder (default RUN_DIR)",
+    )
+    parser.add_argument(
+        "--checks",
+        choices=CHECK_LEVELS,
+        default=DEFAULT_CHECK_LEVEL,
+        help=f"sanity checks for gradient masking (default {DEFAULT_CHECK_LEVEL}). fast: every "
+        f"check, sized to cost at most {FAST_FRACTION * 100:.0f}%% of what the attacks cost "
+        f"(counted in images, backward passes and model calls), or {FAST_MIN_BUDGET} image "
+        "forward passes "
+        "(about PGD-20 on 16 images) if that is more; full: each at its full size (64 points, "
+        "PGD-20 with CE and CW loss, Square with 300 queries), which can cost more than a small "
+        "evaluation; none: skip them",
     )
     parser.add_argument(
         "--data-dir",
@@ -112,6 +154,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     meta = runs.load_metadata(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     eps, norm = _threat(args, meta)
@@ -123,43 +166,112 @@ def run(args: argparse.Namespace) -> int:
     splits = load_dataset(meta["dataset"], args.data_dir or meta.get("data_dir"), val_size=0)
     test = splits.test.take(torch.arange(min(args.n_examples, len(splits.test))))
     suite = build_suite(args.suite, eps=eps, norm=norm, seed=args.seed)
-    tag = _output_tag(suite.name, eps, norm, meta)
+    class_names = splits.class_names or meta.get("class_names")
+    _evaluate_and_write(args, meta, run_dir, model, test, suite, eps, norm, sweep_eps, class_names,
+                        started)  # fmt: skip
+    return 0
 
-    state_path = run_dir / f"eval-{tag}.state.pt"
+
+def _evaluate_and_write(
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    run_dir: Path,
+    model: torch.nn.Module,
+    test: Any,
+    suite: Suite,
+    eps: float,
+    norm: str,
+    sweep_eps: list[float] | None,
+    class_names: list[str] | None,
+    started: float,
+) -> None:
+    """Attacks, sweep, checks, then the outputs where ``args`` says (see ``outputs``)."""
+    run_threat = meta.get("threat") or {}
+    identity = Identity(
+        suite=suite.name, norm=norm, eps=eps, n_examples=len(test), seed=args.seed,
+        batch_size=args.batch_size, sweep=tuple(sweep_eps or ()), checks=args.checks,
+        model=weights_fingerprint(runs.model_paths(args.run)[0]),
+    )  # fmt: skip
+    folder = Path(args.out) if args.out else run_dir
+    if args.json:
+        state = Path(args.json).with_suffix(".state.pt")
+    else:
+        state = state_path(folder, identity, run_threat)
     if args.no_resume:
-        state_path.unlink(missing_ok=True)
-    with _Bar(f"eval {suite.name}", args.quiet) as bar:
+        state.unlink(missing_ok=True)
+    clock = time.perf_counter()
+    timing = {"loading": clock - started}
+    with _Bar(f"eval {suite.name}", args.quiet) as bar, count_forwards(model) as attack_count:
         result = evaluate(
             model, test, None, suite, eps=eps, norm=norm, batch_size=args.batch_size,
-            seed=args.seed, state_path=state_path, progress=bar,
+            seed=args.seed, state_path=state, progress=bar,
         )  # fmt: skip
+    timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
     sweep = None
     if sweep_eps:
         with _Bar("eps sweep", args.quiet) as bar:
             sweep = eps_sweep(model, test, None, sweep_eps, norm=norm, batch_size=args.batch_size,
                               seed=args.seed, progress=bar)  # fmt: skip
+        timing["sweep"] = time.perf_counter() - clock
+    checks = _run_checks(args, model, test, result, sweep, eps, norm, attack_count.cost)
+    timing["checks"], clock = checks.seconds, time.perf_counter()
 
-    sample = test.take(torch.arange(min(CHECK_EXAMPLES, len(test))))
-    warnings = run_checks(
-        CheckContext(
-            model, sample.images, sample.labels, eps=eps, norm=norm, seed=args.seed,
-            accuracies=result.accuracies(), n_examples=result.n_examples, cascade=result.cascade,
-            sweep=sweep or (),
-        )
-    )  # fmt: skip
-    data = report_dict(result, warnings, sweep)
-    written = [write_json(args.json or run_dir / f"eval-{tag}.json", data)]
-    class_names = splits.class_names or meta.get("class_names")
-    images = _write_figures(run_dir, tag, suite, model, test, sweep, norm, class_names, written)
+    if args.json:
+        placement = place_at_file(Path(args.json), identity)
+    else:
+        placement = place_in_folder(folder, identity, run_threat)
+    outputs = placement.outputs
+    written: list[Path] = []
+    images = _write_figures(outputs, suite, model, test, sweep, norm, class_names, written,
+                            title=run_dir.resolve().name)  # fmt: skip
+    timing["figures"] = time.perf_counter() - clock
+    timing["total"] = time.perf_counter() - started
+    extra = {
+        "batch_size": args.batch_size, "model": identity.model, "attack_cost": attack_count.cost,
+        "timing": {key: round(value, 3) for key, value in timing.items()},
+    }  # fmt: skip
+    data = report_dict(result, sweep=sweep, checks=checks, extra=extra)
     report = markdown_report(
         data, title=run_dir.resolve().name, metadata=meta, images=images,
         descriptions={entry.name: entry.description for entry in suite.attacks},
     )  # fmt: skip
-    written.append(write_markdown(run_dir / f"report-{tag}.md", report))
+    written.append(write_markdown(outputs.markdown, report))
+    written.insert(0, write_json(outputs.json, data))
     print(format_table(data))
+    _print_placement(placement, written)
+
+
+def _run_checks(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    test: Any,
+    result: Any,
+    sweep: list[tuple[float, float]] | None,
+    eps: float,
+    norm: str,
+    attack_cost: int,
+) -> CheckReport:
+    """The sanity checks at ``args.checks``: the fast level's budget is sized from the cost of
+    the attacks this command ran (forward-equivalents), its sample from that budget."""
+    if args.checks == "none":
+        return CheckReport("none", 0, None)
+    budget = fast_budget(attack_cost) if args.checks == "fast" else None
+    size = check_sample_size(args.checks, len(test), budget)
+    sample = test.take(torch.arange(size))
+    context = CheckContext(
+        model, sample.images, sample.labels, eps=eps, norm=norm, seed=args.seed,
+        accuracies=result.accuracies(), n_examples=result.n_examples, cascade=result.cascade,
+        sweep=sweep or (), level=args.checks, budget=budget, robust=result.worst_case[:size],
+    )  # fmt: skip
+    with _Bar(f"checks {args.checks}", args.quiet, unit="check") as bar:
+        return check_all(context, progress=bar)
+
+
+def _print_placement(placement: Placement, written: list[Path]) -> None:
+    for note in placement.notes:
+        print(f"note: {note}")
     for path in written:
         print(f"wrote {path}")
-    return 0
 
 
 def parse_eps_list(text: str) -> list[float]:
@@ -189,41 +301,32 @@ def _threat(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[float, str]
     return eps, norm
 
 
-def _output_tag(suite_name: str, eps: float, norm: str, meta: dict[str, Any]) -> str:
-    """File-name tag of an evaluation: the suite's name at the run's own threat model, else the
-    suite, norm and eps (so that evaluating at another radius never overwrites the main result)."""
-    threat = meta.get("threat") or {}
-    own_norm = threat.get("norm") or "linf"
-    own_eps = float(threat.get("eps") or 0.0)
-    if norm == own_norm and math.isclose(eps, own_eps, rel_tol=1e-9, abs_tol=1e-12):
-        return suite_name
-    return f"{suite_name}-{norm}-{eps:.4g}"
-
-
 def _write_figures(
-    run_dir: Path,
-    tag: str,
-    suite: Any,
+    outputs: Outputs,
+    suite: Suite,
     model: torch.nn.Module,
     test: Any,
     sweep: list[tuple[float, float]] | None,
     norm: str,
     class_names: list[str] | None,
     written: list[Path],
+    *,
+    title: str,
 ) -> dict[str, str]:
-    """The example grid and (with a sweep) the sweep plot; returns {caption: relative path}."""
+    """The example grid and (with a sweep) the sweep plot; returns {caption: name}, the figures
+    lying beside the report."""
     images = {}
     first = test.take(torch.arange(min(4 * GRID_EXAMPLES, len(test))))
     examples = attack_examples(model, first.images, first.labels, suite, count=GRID_EXAMPLES)
     grid = plot_examples(
-        run_dir / f"eval-{tag}-examples.png", examples.clean, examples.adversarial,
+        outputs.examples, examples.clean, examples.adversarial,
         examples.labels, examples.clean_predictions, examples.adversarial_predictions,
         class_names=class_names, attack=examples.attack,
     )  # fmt: skip
     written.append(grid)
     images[f"Examples ({examples.attack})"] = grid.name
     if sweep:
-        plot = plot_sweep(run_dir / "eval-sweep.png", sweep, norm=norm, title=run_dir.name)
+        plot = plot_sweep(outputs.sweep, sweep, norm=norm, title=title)
         written.append(plot)
         images["Robust accuracy against eps"] = plot.name
     return images
@@ -232,11 +335,9 @@ def _write_figures(
 class _Bar:
     """A tqdm bar fed by ``evaluate``'s progress callback; silent off a terminal or if quiet."""
 
-    def __init__(self, desc: str, quiet: bool) -> None:
+    def __init__(self, desc: str, quiet: bool, unit: str = "chunk") -> None:
         disable = quiet or not sys.stderr.isatty()
-        self.bar = (
-            None if disable else tqdm(desc=desc, unit="chunk", leave=False, dynamic_ncols=True)
-        )
+        self.bar = None if disable else tqdm(desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
     def __call__(self, progress: Progress) -> None:
         if self.bar is None:

@@ -3,26 +3,43 @@
 A check takes a :class:`CheckContext` and returns ``None`` when all is well, else a warning that
 says what was seen, what it usually means and what to do. Checks reading the evaluation's
 accuracies (or the eps sweep) cost nothing; the others run a few cheap attacks on the sample.
+
 Gradient masking, randomness and catastrophic overfitting make weak attacks look strong: see
 Athalye et al., "Obfuscated Gradients Give a False Sense of Security", ICML 2018
 (arXiv:1802.00420) and Carlini et al., "On Evaluating Adversarial Robustness" (arXiv:1902.06705).
+
+Two levels (``CheckContext.level``) run the same checks at two sizes. "full" runs each at a fixed
+size: 64 points, PGD-20 with CE and CW loss to find the points the black-box check attacks, and
+Square with 300 queries. "fast" (the CLI's default) is sized from a budget in forward-equivalents
+(see ``advkit.evaluation.cost``): the per-point checks cost at most ``FAST_COST_PER_POINT`` each
+(the large-eps check takes 5 PGD steps instead of 20), and the black-box check, run last, attacks
+the points the evaluation itself left robust with Square, its query count sized to what is left
+of the budget. ``fast_budget`` sets that budget to ``FAST_FRACTION`` of the evaluation's own cost,
+or ``FAST_MIN_BUDGET`` if that is larger, and ``check_sample_size`` sizes the sample to fit it.
+The fast level drops no check; it gives up power: fewer points (16 to 64), and a black-box check
+that trusts the evaluation's own attacks (for the quick suite, PGD-20 with CE loss only) and gets
+fewer queries; at the smallest budget Square runs 25 queries on a few points, where the gradient
+checks (zero gradient, large eps) still flag a masked model.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advkit.attacks import attack_mode, fgsm, pgd, square
-from advkit.evaluation.evaluate import model_device, predict, to_unit_float
+from advkit.evaluation.cost import CALL_COST, count_forwards
+from advkit.evaluation.evaluate import Progress, ProgressFn, model_device, predict, to_unit_float
 from advkit.evaluation.suites import SQUARE_NORMS
 from advkit.registry import Registry
 
@@ -38,8 +55,29 @@ BLACK_BOX_FRACTION = 0.05
 LARGE_EPS_ACCURACY = 0.2
 #: Radius "large enough to break everything": L-inf 0.5 (any image can become uniform grey).
 LARGE_LINF_EPS = 0.5
-#: Queries of the Square attack run by the black-box check.
+#: Queries of the Square attack run by the black-box check (the most the fast level runs).
 CHECK_QUERIES = 300
+
+#: ``--checks`` levels: "none" runs no check; see the module docstring for the other two.
+CHECK_LEVELS = ("none", "fast", "full")
+DEFAULT_CHECK_LEVEL = "fast"
+#: Sample points of the full level (and the most of the fast one).
+FULL_SAMPLE = 64
+#: The fast level spends at most this fraction of the evaluation's cost (forward-equivalents) ...
+FAST_FRACTION = 0.25
+#: ... or this many forward-equivalents (about PGD-20 on 16 points) if that is more.
+FAST_MIN_BUDGET = 640
+#: The fast level's sample is never smaller than this (unless fewer points were evaluated).
+FAST_MIN_SAMPLE = 16
+#: Forward-equivalents per sample point of every fast check but black_box: 1 + 2 for the output
+#: checks, 2 for the input gradient, 6 for the two FGSMs, 11 for PGD-5 at the large radius ...
+FAST_COST_PER_POINT = 22
+#: ... and their model calls, each costing ``CALL_COST`` whatever the sample size.
+FAST_CALLS = 14
+#: PGD steps of the fast level's large-eps check (a radius that large needs few steps).
+FAST_LARGE_EPS_STEPS = 5
+#: The fast black-box check attacks fewer points rather than run Square with fewer queries.
+FAST_MIN_QUERIES = 25
 
 
 @dataclass
@@ -53,6 +91,11 @@ class CheckContext:
         n_examples: how many samples those accuracies are over (for the noise margin).
         cascade: whether the accuracies are cumulative (a cascade suite such as autoattack).
         sweep: ``[(eps, robust accuracy), ...]`` of an eps sweep, if one was run.
+        level: "full" or "fast" (see the module docstring).
+        budget: forward-equivalents the checks still may spend (fast level; None: no limit).
+        robust: (len(inputs),) bool, the points of the sample that withstood every attack of the
+            evaluation (``EvalResult.worst_case``); the fast black-box check attacks those. None:
+            it finds them with PGD-20 itself.
     """
 
     model: nn.Module
@@ -65,25 +108,129 @@ class CheckContext:
     n_examples: int = 0
     cascade: bool = False
     sweep: Sequence[tuple[float, float]] = ()
+    level: str = "full"
+    budget: int | None = None
+    robust: Tensor | None = None
 
 
 CheckFn = Callable[[CheckContext], str | None]
+#: Metadata ``last=True``: the check sizes itself to what the others left of the budget.
 CHECKS: Registry[CheckFn] = Registry("sanity check")
 
 
-def run_checks(context: CheckContext, names: Sequence[str] | None = None) -> list[str]:
-    """The warnings of the checks ``names`` (default: every registered one, by name)."""
+class CheckSkipped(Exception):
+    """Raised by a check that cannot run meaningfully within its budget; the reason is reported."""
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check's result: its warning (None: quiet), wall time, cost in forward-equivalents, and
+    why it was skipped (None: it ran)."""
+
+    name: str
+    warning: str | None
+    seconds: float
+    cost: int
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The checks of one evaluation: level, sample size, budget (None: unbounded) and outcomes."""
+
+    level: str
+    sample: int
+    budget: int | None
+    outcomes: tuple[CheckOutcome, ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        return [o.warning for o in self.outcomes if o.warning is not None]
+
+    @property
+    def seconds(self) -> float:
+        return sum(outcome.seconds for outcome in self.outcomes)
+
+    @property
+    def cost(self) -> int:
+        return sum(outcome.cost for outcome in self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: level, sample, budget, total seconds and cost, one entry per check."""
+        return {
+            "level": self.level, "sample": self.sample, "budget": self.budget,
+            "seconds": round(self.seconds, 3), "cost": self.cost,
+            "runs": [
+                {"name": o.name, "fired": o.warning is not None, "seconds": round(o.seconds, 3),
+                 "cost": o.cost, "skipped": o.skipped}
+                for o in self.outcomes
+            ],
+        }  # fmt: skip
+
+
+def fast_budget(evaluation_cost: float) -> int:
+    """Forward-equivalents the fast checks may spend after an evaluation of that cost:
+    ``FAST_FRACTION`` of it, or ``FAST_MIN_BUDGET`` if that is more."""
+    return max(int(FAST_FRACTION * evaluation_cost), FAST_MIN_BUDGET)
+
+
+def check_sample_size(level: str, available: int, budget: int | None = None) -> int:
+    """Sample points for the checks: ``FULL_SAMPLE`` at the full level; at the fast level as many
+    as half of ``budget`` pays for (the other half is left to the black-box check), within
+    [``FAST_MIN_SAMPLE``, ``FULL_SAMPLE``]; never more than ``available``."""
+    _check_level(level)
+    if level == "fast" and budget is not None:
+        affordable = (budget // 2 - CALL_COST * FAST_CALLS) // FAST_COST_PER_POINT
+        return max(0, min(available, FULL_SAMPLE, max(FAST_MIN_SAMPLE, affordable)))
+    return max(0, min(available, FULL_SAMPLE))
+
+
+def check_all(
+    context: CheckContext,
+    names: Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
+) -> CheckReport:
+    """Run the checks ``names`` (default: every registered one), each timed and counted.
+
+    The checks registered with ``last=True`` run after the others, with what they left of
+    ``context.budget``. ``progress`` gets a ``Progress`` (phase: the check's name) before each.
+    """
+    _check_level(context.level)
     device = model_device(context.model)
     context = replace(
         context, inputs=to_unit_float(context.inputs).to(device), labels=context.labels.to(device)
     )
-    warnings = []
-    for name in CHECKS.names() if names is None else names:
-        with _seeded(context, name):
-            warning = CHECKS.get(name)(context)
-        if warning is not None:
-            warnings.append(warning)
-    return warnings
+    names = list(CHECKS.names() if names is None else names)
+    names.sort(key=lambda name: bool(CHECKS.meta(name).get("last")))
+    outcomes = []
+    for done, name in enumerate(names):
+        if progress is not None:
+            progress(Progress(name, done, len(names), resumed=False))
+        spent = sum(outcome.cost for outcome in outcomes)
+        left = None if context.budget is None else max(context.budget - spent, 0)
+        warning, skipped = None, None
+        started = time.perf_counter()
+        with _seeded(context, name), count_forwards(context.model) as count:
+            try:
+                warning = CHECKS.get(name)(replace(context, budget=left))
+            except CheckSkipped as reason:
+                skipped = str(reason)
+        seconds = time.perf_counter() - started
+        outcomes.append(CheckOutcome(name, warning, seconds, count.cost, skipped))
+    if progress is not None:
+        progress(Progress("checks", len(names), len(names), resumed=False))
+    budget = context.budget if context.level == "fast" else None
+    return CheckReport(context.level, len(context.labels), budget, tuple(outcomes))
+
+
+def run_checks(context: CheckContext, names: Sequence[str] | None = None) -> list[str]:
+    """The warnings of the checks ``names`` (default: every registered one)."""
+    return check_all(context, names).warnings
+
+
+def _check_level(level: str) -> None:
+    if level not in CHECK_LEVELS[1:]:
+        raise ValueError(f"check level must be one of {', '.join(CHECK_LEVELS[1:])}, got {level!r}")
 
 
 @CHECKS.register("probabilities")
@@ -197,9 +344,10 @@ def catastrophic_overfitting(context: CheckContext) -> str | None:
     return None
 
 
-@CHECKS.register("black_box")
+@CHECKS.register("black_box", last=True)
 def black_box_wins(context: CheckContext) -> str | None:
-    """The black-box Square attack breaking points that PGD-20 with CE and with CW loss missed."""
+    """The black-box Square attack breaking points that the gradient attacks missed: PGD-20 with
+    CE and with CW loss (full level), the evaluation's attacks (fast level)."""
     acc = context.accuracies
     if context.cascade and "square" in acc:
         names = list(acc)
@@ -211,13 +359,21 @@ def black_box_wins(context: CheckContext) -> str | None:
     if context.norm not in SQUARE_NORMS:
         return None
     model, inputs, labels = context.model, context.inputs, context.labels
-    survivors = predict(model, inputs).eq(labels)
-    for loss in ("ce", "cw"):
-        survivors &= predict(model, _pgd20(context, inputs, labels, loss=loss)).eq(labels)
+    with count_forwards(model) as spent:
+        if context.level == "fast" and context.robust is not None:
+            survivors = context.robust.to(inputs.device).bool()
+        else:
+            survivors = predict(model, inputs).eq(labels)
+            losses = ("ce", "cw") if context.level == "full" else ("ce",)
+            for loss in losses:
+                survivors &= predict(model, _pgd20(context, inputs, labels, loss=loss)).eq(labels)
     if int(survivors.sum()) < 2:
         return None
     x, y = inputs[survivors], labels[survivors]
-    adversarial = square(model, x, y, eps=context.eps, norm=context.norm, queries=CHECK_QUERIES)
+    queries = CHECK_QUERIES
+    if context.level == "fast" and context.budget is not None:
+        x, y, queries = _fit_square(x, y, context.budget - spent.cost)
+    adversarial = square(model, x, y, eps=context.eps, norm=context.norm, queries=queries)
     broken = int((~predict(model, adversarial).eq(y)).sum())
     if broken >= 2 and broken > BLACK_BOX_FRACTION * len(y):
         return _black_box_message(broken / len(y))
@@ -230,17 +386,35 @@ def robust_at_large_eps(context: CheckContext) -> str | None:
     dims = context.inputs[0].numel()
     eps = LARGE_LINF_EPS if context.norm == "linf" else LARGE_LINF_EPS * math.sqrt(dims)
     model, inputs, labels = context.model, context.inputs, context.labels
-    adversarial = pgd(model, inputs, labels, eps=eps, norm=context.norm, steps=20)
+    steps = FAST_LARGE_EPS_STEPS if context.level == "fast" else 20
+    adversarial = pgd(model, inputs, labels, eps=eps, norm=context.norm, steps=steps)
     accuracy = _robust(model, adversarial, labels)
     if accuracy > LARGE_EPS_ACCURACY:
         return (
-            f"{accuracy:.1%} of the sample stays correctly classified under PGD-20 at "
+            f"{accuracy:.1%} of the sample stays correctly classified under PGD-{steps} at "
             f"{context.norm} eps={eps:.3g}, a radius that can turn any image into uniform grey, "
             "where robust accuracy should be about 0: the attack does not work on this model "
             "(masked or zero gradients, wrong input range, a constant model). Fix this before "
             "trusting any robust accuracy."
         )
     return None
+
+
+def _fit_square(inputs: Tensor, labels: Tensor, budget: int) -> tuple[Tensor, Tensor, int]:
+    """The points and Square queries that fit ``budget`` forward-equivalents: each query is one
+    call on at most every point, and one more call reads the result. Fewer points rather than
+    fewer than ``FAST_MIN_QUERIES`` queries; ``CheckSkipped`` if not even 2 points fit."""
+    count = len(labels)
+    queries = min(CHECK_QUERIES, budget // (count + CALL_COST) - 1)
+    if queries < FAST_MIN_QUERIES:
+        count = budget // (FAST_MIN_QUERIES + 1) - CALL_COST
+        queries = FAST_MIN_QUERIES
+    if count < 2:
+        raise CheckSkipped(
+            f"the budget left ({max(budget, 0)} forward-equivalents) cannot pay for Square on 2 "
+            "points; run --checks full"
+        )
+    return inputs[:count], labels[:count], queries
 
 
 def _black_box_message(fraction: float) -> str:

@@ -1,9 +1,15 @@
 """An evaluation's results as JSON, as a terminal table and as a Markdown report.
 
 The JSON has ``"clean"``, one key per attack run and ``"worst_case"`` (robust accuracies in
-[0, 1]), plus ``"suite"``, ``"eps"``, ``"norm"``, ``"n_examples"``, ``"seconds"``, ``"warnings"``,
-``"attacks"`` (the attack keys in order), ``"cascade"``, ``"seed"`` and, after an eps sweep,
-``"sweep"``. The table and the Markdown read only that dict, so they can be rebuilt from the file.
+[0, 1]), plus ``"suite"``, ``"eps"``, ``"norm"``, ``"n_examples"``, ``"seconds"`` (the attacks'
+compute time), ``"warnings"``, ``"attacks"`` (the attack keys in order), ``"cascade"``, ``"seed"``,
+after an eps sweep ``"sweep"``, and when the sanity checks were run or skipped ``"checks"``
+(``CheckReport.to_dict()``: level, sample, budget, seconds and cost of each check). ``advkit
+eval`` adds ``"batch_size"``, ``"model"`` (the weights' fingerprint), ``"attack_cost"``
+(forward-equivalents of the attacks this command ran; a resumed evaluation counts only its last
+session) and ``"timing"`` (this command's seconds: loading, attacks, sweep, checks, figures,
+total).
+The table and the Markdown read only that dict, so they can be rebuilt from the file.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from advkit.evaluation.checks import CheckReport
+from advkit.evaluation.cost import CALL_COST
 from advkit.evaluation.evaluate import EvalResult
 from advkit.humanize import format_duration, format_eps
 
@@ -24,17 +32,26 @@ def report_dict(
     result: EvalResult,
     warnings: Sequence[str] = (),
     sweep: Sequence[tuple[float, float]] | None = None,
+    *,
+    checks: CheckReport | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON-ready summary of ``result`` with the checks' ``warnings`` and an optional sweep."""
+    """The JSON-ready summary of ``result`` with the checks' ``warnings`` (or their whole
+    ``checks`` report), an optional sweep and ``extra`` keys."""
     accuracies = result.accuracies()
+    if checks is not None:
+        warnings = [*warnings, *checks.warnings]
     data: dict[str, Any] = {
         "suite": result.suite, "eps": result.eps, "norm": result.norm,
         "n_examples": result.n_examples, "attacks": list(result.robust), **accuracies,
         "seconds": round(result.seconds, 3), "seed": result.seed, "cascade": result.cascade,
         "warnings": list(warnings),
     }  # fmt: skip
+    if checks is not None:
+        data["checks"] = checks.to_dict()
     if sweep:
         data["sweep"] = [{"eps": eps, "robust_accuracy": acc} for eps, acc in sweep]
+    data.update(extra or {})
     return data
 
 
@@ -47,12 +64,45 @@ def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
 
 
 def headline(data: Mapping[str, Any]) -> str:
-    """``suite paper, L-inf eps=0.03137 (8/255), 1000 examples, 8 min 52 s``."""
+    """``suite paper, L-inf eps=0.03137 (8/255), 1000 examples, attacks 532.1 s, checks 20.3 s
+    (fast)`` (only the attacks' seconds for a report without its checks' record)."""
     norm = NORM_NAMES.get(data["norm"], data["norm"])
-    return (
-        f"suite {data['suite']}, {norm} eps={format_eps(data['eps'])}, "
-        f"{data['n_examples']} examples, {format_duration(data['seconds'])}"
-    )
+    eps = format_eps(data["eps"])
+    text = f"suite {data['suite']}, {norm} eps={eps}, {data['n_examples']} examples"
+    checks = data.get("checks")
+    if checks is None:
+        return f"{text}, {format_duration(data['seconds'])}"
+    attacks = f"attacks {format_duration(data['seconds'])}"
+    if checks["level"] == "none":
+        return f"{text}, {attacks}, no sanity checks (--checks none)"
+    return f"{text}, {attacks}, checks {format_duration(checks['seconds'])} ({checks['level']})"
+
+
+def checks_line(data: Mapping[str, Any]) -> str | None:
+    """``checks fast on 19 points: black_box 0.52 s, large_eps 0.21 s, ...``, slowest first."""
+    checks = data.get("checks")
+    if not checks or checks["level"] == "none":
+        return None
+    runs = sorted(checks["runs"], key=lambda run: -run["seconds"])
+    parts = [
+        f"{run['name']} " + ("skipped" if run.get("skipped") else format_duration(run["seconds"]))
+        for run in runs
+    ]
+    return f"checks {checks['level']} on {checks['sample']} points: " + ", ".join(parts)
+
+
+def timing_line(data: Mapping[str, Any]) -> str | None:
+    """``total 13.0 s: loading 0.7 s, attacks 8.7 s, eps sweep 0.5 s, checks 2.7 s, figures
+    0.4 s`` (loading: the model and the data)."""
+    timing = data.get("timing")
+    if not timing:
+        return None
+    labels = {"loading": "loading", "attacks": "attacks", "sweep": "eps sweep",
+              "checks": "checks", "figures": "figures"}  # fmt: skip
+    parts = [
+        f"{label} {format_duration(timing[key])}" for key, label in labels.items() if key in timing
+    ]
+    return f"total {format_duration(timing['total'])}: " + ", ".join(parts)
 
 
 def format_table(data: Mapping[str, Any]) -> str:
@@ -68,6 +118,7 @@ def format_table(data: Mapping[str, Any]) -> str:
         lines.append(
             f"sweep eps={format_eps(eps_point['eps'])}: {eps_point['robust_accuracy']:.2%}"
         )
+    lines += [line for line in (checks_line(data), timing_line(data)) if line]
     lines += [f"warning: {warning}" for warning in data.get("warnings", [])]
     return "\n".join(lines)
 
@@ -104,7 +155,7 @@ def markdown_report(
             "break), so each row is the robust accuracy after that attack and all above it."
         )
     lines += ["", "## Sanity checks", ""]
-    lines += [f"- **warning:** {w}" for w in data["warnings"]] or ["No sanity check fired."]
+    lines += _checks_markdown(data)
     if data.get("sweep"):
         lines += ["", "## Robust accuracy against eps (PGD-20)", "", "| eps | robust accuracy |"]
         lines.append("|---:|---:|")
@@ -112,6 +163,36 @@ def markdown_report(
     for caption, relative in (images or {}).items():
         lines += ["", f"## {caption}", "", f"![{caption}]({relative})"]
     return "\n".join(lines) + "\n"
+
+
+def _checks_markdown(data: Mapping[str, Any]) -> list[str]:
+    """The warnings, then (when recorded) the level and a table of each check's time and cost."""
+    checks = data.get("checks")
+    if checks is not None and checks["level"] == "none":
+        return ["Not run (--checks none): nothing here guards against gradient masking."]
+    lines = [f"- **warning:** {w}" for w in data["warnings"]] or ["No sanity check fired."]
+    if checks is None:
+        return lines
+    budget = checks.get("budget")
+    bound = f", within a budget of {budget} forward-equivalents" if budget is not None else ""
+    lines += [
+        "",
+        f"Level {checks['level']}, on {checks['sample']} evaluated points{bound}; "
+        f"{format_duration(checks['seconds'])}, {checks['cost']} forward-equivalents in all "
+        "(an image through the model counts 1, with its backward pass 2, each call "
+        f"{CALL_COST} more).",
+        "",
+        "| check | result | seconds | forward-equivalents |",
+        "|---|---|---:|---:|",
+    ]
+    for run in checks["runs"]:
+        result = f"skipped: {run['skipped']}" if run.get("skipped") else (
+            "**fired**" if run["fired"] else "quiet"
+        )  # fmt: skip
+        lines.append(f"| {run['name']} | {result} | {run['seconds']:.2f} | {run['cost']} |")
+    if data.get("timing"):
+        lines += ["", str(timing_line(data)).capitalize() + "."]
+    return lines
 
 
 def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
