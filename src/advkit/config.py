@@ -150,6 +150,86 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+#: Fields a resumed run may change: where, how and how long it runs, never what it trains.
+#: ``epochs``: the LR schedule is then spread over the new total of updates from the current one
+#: on (see ``Trainer.resume``); fewer epochs than already trained are refused there.
+#: ``co_check_every`` only while the guard merely measures (off/warn): when it rolls back or
+#: stops, its checks steer the run.
+RESUMABLE_FIELDS = frozenset(
+    {"epochs", "data_dir", "out", "device", "quiet", "checkpoint_every", "compile",
+     "channels_last", "co_check_every"}
+)  # fmt: skip
+
+#: What of the run the other fields define, for the message refusing their change on resume.
+_RUN_DEFINES = {
+    "data": "dataset val_size subset augment",
+    "model": "model normalize",
+    "threat model": "norm eps eps_warmup_epochs steps step_size init",
+    "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
+    "attack_train_mode",
+    "optimization": "batch_size optimizer lr momentum nesterov weight_decay schedule "
+    "warmup_epochs grad_clip ema_decay amp",
+    "seed": "seed",
+    "validation and guard": "val_examples val_steps select co_guard co_drop co_check_every "
+    "co_step_factor co_max_rollbacks",
+}
+_DEFINED_BY = {name: what for what, names in _RUN_DEFINES.items() for name in names.split()}
+
+
+def resume_changes(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """What ``new`` changes of a run whose config is ``saved``, as {field: (old, new)}.
+
+    Only :data:`RESUMABLE_FIELDS` may differ; any other field given another value raises a
+    ConfigError naming the option and both values (the same value as the run's is no change).
+    """
+    resumable = set(RESUMABLE_FIELDS)
+    if saved.co_guard not in ("off", "warn"):
+        resumable.discard("co_check_every")
+    changes, refused = {}, []
+    for name in (f.name for f in fields(TrainConfig)):
+        old, value = getattr(saved, name), getattr(new, name)
+        if _same(old, value):
+            continue
+        if name in resumable:
+            changes[name] = (old, value)
+        else:
+            refused.append(name)
+    if refused:
+        first, *rest = refused
+        said = [f"{_flag(first)} {_shown(getattr(new, first))} differs from the run's "
+                f"{_shown(getattr(saved, first))}"]  # fmt: skip
+        said += [f"{_flag(n)} {_shown(getattr(new, n))} from its {_shown(getattr(saved, n))}"
+                 for n in rest]  # fmt: skip
+        kept = list(dict.fromkeys(_DEFINED_BY.get(n, "configuration") for n in refused))
+        kept_text = " and ".join([", ".join(kept[:-1]), kept[-1]] if len(kept) > 1 else kept)
+        raise ConfigError(
+            f"{', '.join(said)}: a resumed run keeps its {kept_text}; start a new run with --out"
+        )
+    return changes
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, float) and isinstance(new, float):
+        return math.isclose(old, new, rel_tol=1e-12, abs_tol=0.0)
+    return old == new
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        short = f"{value:.6g}"
+        ratio = Fraction(value).limit_denominator(1024) if math.isfinite(value) else None
+        if float(short) != value and ratio is not None and math.isclose(ratio, value):
+            return f"{short} ({ratio})"  # 0.0313725 (8/255)
+        return short
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)
+
+
 _EPS_FIELDS = {"eps", "step_size"}
 
 
@@ -198,17 +278,22 @@ def load_config(
     ``advkit/recipes``), then ``overrides``; validated."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = _config_file(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        values.update({str(k).replace("-", "_"): v for k, v in loaded.items()})
+        values.update(read_config_file(path))
     values.update(overrides or {})
     coerced = {name: coerce_field(name, value) for name, value in values.items()}
     return TrainConfig(**coerced).validate()
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The keys a YAML file (or shipped recipe) sets, uncoerced; no defaults added."""
+    path = _config_file(path)
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
 
 
 def _config_file(path: str | Path) -> Path:

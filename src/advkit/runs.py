@@ -8,22 +8,28 @@ RUN_DIR/
   model.safetensors      the final model's weights
   model.json             architecture, normalization, dataset, threat model, method, times
   curves.png             training curves
+  resumes.jsonl          one JSON line per resume: where it resumed and the options it changed
+  .lock                  held by the one process writing the folder (advkit.runlock)
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
+if TYPE_CHECKING:
+    from advkit.data import DataSplits
+
 MODEL_FILE = "model.safetensors"
 META_FILE = "model.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+RESUMES_FILE = "resumes.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 BEST_WEIGHTS = "best.safetensors"
@@ -76,3 +82,63 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     )  # fmt: skip
     model.load_state_dict(load_file(str(weights_path)))
     return model.to(device).eval()
+
+
+def load_test_data(
+    meta: dict[str, Any], *, dataset: str | None = None, data_dir: str | Path | None = None
+) -> DataSplits:
+    """The data to evaluate a model on: the dataset its metadata records (or ``dataset``),
+    from ``data_dir`` or else the recorded folder, checked to fit the model (:func:`check_fits`).
+
+    Never another dataset than the one named: if it cannot be loaded, the error says so.
+    """
+    from advkit.data import DATASETS, load_dataset
+
+    recorded = meta.get("dataset")
+    name = dataset or recorded
+    if not name:
+        raise RunError(
+            "the model's metadata records no dataset: name its test data with --dataset "
+            "(and --data-dir)"
+        )
+    if name not in DATASETS.names():
+        raise RunError(
+            f"the model was trained on {name!r}, which is no dataset advkit reads "
+            f"({', '.join(DATASETS.names())}): evaluate it on a copy of that data saved as "
+            "--dataset npz --data-dir FILE.npz"
+        )
+    folder = data_dir or (meta.get("data_dir") if name == recorded else None)
+    splits = load_dataset(name, folder, val_size=0)
+    check_fits(meta, splits, f"{name} test data" + (f" from {folder}" if folder else ""))
+    return splits
+
+
+def check_fits(meta: dict[str, Any], splits: DataSplits, what: str = "the test data") -> None:
+    """Refuse data whose image shape (C, H, W), class count or class names are not the model's."""
+    from advkit.data import DataError, get_spec
+
+    hint = "pass the data the model was trained on with --dataset/--data-dir"
+    shape = list(splits.test.images.shape[1:])
+    expected = meta.get("input_shape")
+    if expected is not None and list(expected) != shape:
+        raise DataError(
+            f"{what} holds {_shape(shape)} images but the model takes {_shape(expected)} "
+            f"(C, H, W): {hint}"
+        )
+    if expected is None and len(meta["mean"]) != shape[0]:
+        raise DataError(f"{what} has {shape[0]} channels but the model {len(meta['mean'])}: {hint}")
+    classes = int(meta["num_classes"])
+    # Without a fixed count or names (npz), the count is the largest label + 1: fewer may fit.
+    known = get_spec(splits.dataset).num_classes is not None or splits.class_names is not None
+    if splits.num_classes > classes or (known and splits.num_classes != classes):
+        raise DataError(f"{what} has {splits.num_classes} classes but the model {classes}: {hint}")
+    names, own = splits.class_names, meta.get("class_names")
+    if names is not None and own is not None and list(names) != list(own):
+        i = next((i for i, (a, b) in enumerate(zip(names, own, strict=False)) if a != b), 0)
+        raise DataError(
+            f"{what} names class {i} {names[i]!r}, the model {own[i]!r}: another dataset? {hint}"
+        )
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(str(n) for n in shape)

@@ -15,6 +15,7 @@ from advkit.commands.train import summarize
 from advkit.config import load_config
 from advkit.evaluation import SUITES
 from advkit.recipes import recipe_path
+from advkit.runlock import hold_run
 from advkit.training import Trainer, TrainingInterrupted, train
 from advkit.training.progress import training_plan
 
@@ -45,6 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train (or resume) then evaluate, holding the run folder throughout."""
+    with hold_run(args.out, "advkit demo", hint=" or choose another --out"):
+        return _demo(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     overrides = {"quiet": args.quiet or None, "data_dir": args.data_dir}
     config = load_config(recipe_path(DEMO_RECIPE), {k: v for k, v in overrides.items() if v})

@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from advkit import runs
 from advkit.config import parse_eps
-from advkit.data import load_dataset
 from advkit.evaluation import (
     SUITES,
     CheckContext,
@@ -50,6 +49,7 @@ from advkit.evaluation.outputs import (
 )
 from advkit.evaluation.plots import plot_examples, plot_sweep
 from advkit.evaluation.report import write_markdown
+from advkit.runlock import hold_run
 from advkit.threat import THREATS
 from advkit.training.trainer import resolve_device
 
@@ -130,6 +130,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "evaluation; none: skip them",
     )
     parser.add_argument(
+        "--dataset",
+        help="dataset to evaluate on (default: the one the run was trained on); its images and "
+        "classes must match the model's",
+    )
+    parser.add_argument(
         "--data-dir",
         help="folder (or .npz file) holding the dataset's files "
         "(default: the run's, then $ADVKIT_DATA)",
@@ -154,6 +159,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate, holding the run folder: one being trained or evaluated elsewhere is refused."""
+    path = Path(args.run)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / runs.CONFIG_FILE).is_file():  # not a run folder (being trained, maybe)
+        runs.model_paths(path)  # its error, before the lock leaves a file there
+    with hold_run(folder, "advkit eval"):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     meta = runs.load_metadata(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
@@ -163,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     sweep_eps = parse_eps_list(args.sweep) if args.sweep else None
     device = resolve_device(args.device)
     model = runs.load_model(args.run, device)
-    splits = load_dataset(meta["dataset"], args.data_dir or meta.get("data_dir"), val_size=0)
+    splits = runs.load_test_data(meta, dataset=args.dataset, data_dir=args.data_dir)
     test = splits.test.take(torch.arange(min(args.n_examples, len(splits.test))))
     suite = build_suite(args.suite, eps=eps, norm=norm, seed=args.seed)
     class_names = splits.class_names or meta.get("class_names")

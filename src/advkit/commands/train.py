@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from advkit import runs
-from advkit.config import CHOICES, TrainConfig, load_config
+from advkit.config import CHOICES, RESUMABLE_FIELDS, TrainConfig, load_config, read_config_file
 from advkit.data import DATASETS
 from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
 from advkit.models import MODELS
 from advkit.recipes import recipe_names
+from advkit.runlock import hold_run
 from advkit.training import TrainingInterrupted, train
 from advkit.training.schedules import SCHEDULES
 
@@ -174,8 +175,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="YAML file of config keys (same names as the options), "
                         f"or the name of a shipped recipe: {recipes}")  # fmt: skip
     parser.add_argument("--out", help="run folder to write (default runs/<method>-<dataset>)")
+    resumable = ", ".join("--" + f.replace("_", "-") for f in sorted(RESUMABLE_FIELDS - {"out"}))
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its "
-                        "last checkpoint (its config.yaml is used)")  # fmt: skip
+                        f"last checkpoint with its config.yaml; options (and --config) may change "
+                        f"only {resumable}; others must equal the run's")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
     for field, (_, extra) in OPTIONS.items():
         flag = "--" + field.replace("_", "-")
@@ -194,22 +197,43 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, field) is not None
     }
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / runs.CONFIG_FILE).is_file():
-            raise runs.RunError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
-        keep = {k: v for k, v in overrides.items() if k in ("quiet", "device")}
-        config = load_config(run_dir / runs.CONFIG_FILE, keep)
-    else:
-        config = load_config(args.config, overrides)
-        run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
-        config.out = str(run_dir)
+        return _resume(args, overrides)
+    config = load_config(args.config, overrides)
+    run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
+    config.out = str(run_dir)
+    with hold_run(run_dir, "advkit train", hint=" or choose another --out"):
         if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists():
             raise ValueError(
                 f"{run_dir} already holds a run: continue it with "
                 f"`advkit train --resume {run_dir}` or choose another --out"
             )
+        return _train(config, run_dir, resume=False)
+
+
+def _resume(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """Continue the run in ``--resume``: its config.yaml, changed by --config and the options
+    only where ``RESUMABLE_FIELDS`` allow (the library refuses the rest, naming them)."""
+    run_dir = Path(args.resume)
+    if not (run_dir / runs.CONFIG_FILE).is_file():
+        raise runs.RunError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
+    changes = read_config_file(args.config) if args.config else {}
+    changes.update(overrides)
+    out = args.out or changes.pop("out", None)
+    if out is not None and Path(out).resolve() != run_dir.resolve():
+        raise ValueError(
+            f"--out {out} is not the resumed run's folder {run_dir}: a run continues in its own "
+            "folder; drop --out, or start a new run without --resume"
+        )
+    with hold_run(run_dir, "advkit train"):
+        saved = load_config(run_dir / runs.CONFIG_FILE)
+        if saved.out is None or Path(saved.out).resolve() != run_dir.resolve():
+            changes["out"] = str(run_dir)  # the folder was moved (or never recorded)
+        return _train(load_config(run_dir / runs.CONFIG_FILE, changes), run_dir, resume=True)
+
+
+def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> int:
     try:
-        result = train(config, run_dir, resume=bool(args.resume))
+        result = train(config, run_dir, resume=resume)
     except TrainingInterrupted as stopped:
         print(f"advkit train: {stopped}", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ overfitting guard, checkpoints that survive a kill, and the run folder.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -19,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,18 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advkit import runs
-from advkit.config import TrainConfig, save_config
-from advkit.data import DataSplits, epoch_order, iterate_batches, load_dataset, num_batches
+from advkit.config import ConfigError, TrainConfig, load_config, resume_changes, save_config
+from advkit.data import (
+    DataError,
+    DataSplits,
+    epoch_order,
+    iterate_batches,
+    load_dataset,
+    num_batches,
+)
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import create_model
+from advkit.runlock import hold_run
 from advkit.training.checkpoint import (
     atomic_write,
     load_state,
@@ -117,7 +126,7 @@ class Trainer:
         data: DataSplits | None = None,
         on_step: Callable[[Trainer, int], None] | None = None,
     ) -> None:
-        self.config = config.validate()
+        self.config = _as_used(config.validate(), data)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.device = resolve_device(config.device)
         self.on_step = on_step
@@ -128,6 +137,7 @@ class Trainer:
             config.dataset, config.data_dir, val_size=config.val_size, subset=config.subset,
             seed=config.seed,
         )  # fmt: skip
+        _check_splits(self.data)
         self.train_data = self.data.train.to(self.device)
         self.val_data = self.data.val.take(
             torch.arange(min(config.val_examples, len(self.data.val)))
@@ -217,6 +227,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "totals": self.totals.state_dict(),
             "epoch_checks": json.dumps(self.epoch_checks),
+            "data": json.dumps(self.data_fingerprint()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -243,16 +254,81 @@ class Trainer:
             path = self.run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
             save_state(self.state_dict(), path)
 
-    def resume(self) -> None:
-        """Load ``checkpoints/last.pt`` from the run folder and rewrite metrics.jsonl to match."""
+    def resume(self, changes: dict[str, tuple[Any, Any]] | None = None) -> None:
+        """Load ``checkpoints/last.pt`` from the run folder and rewrite metrics.jsonl to match.
+
+        The config may differ from the run's config.yaml only in ``RESUMABLE_FIELDS`` (ConfigError
+        otherwise; ``changes`` is that comparison when the caller made it already). Changes are
+        applied, logged in resumes.jsonl, and recorded in config.yaml by :meth:`fit`. More (or
+        fewer, down to those trained) epochs spread the LR schedule over the new total of updates
+        from the current update on: the LR from here follows a run started with the new count.
+        """
         if self.run_dir is None:
             raise ValueError("resume needs a run folder")
         path = self.run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
         if not path.is_file():
             raise runs.RunError(f"no checkpoint to resume from at {path}")
-        self.load_state_dict(load_state(path, map_location=self.device))
-        self._write_history()
+        with self.hold_run_dir():
+            if changes is None:
+                changes = _resume_changes(self.run_dir, self.config)
+            state = load_state(path, map_location=self.device)
+            self._check_same_data(json.loads(state.get("data", "null")))
+            self.load_state_dict(state)
+            trained = self.epoch + (self.batch > 0)  # passes begun
+            if self.epochs < trained:
+                raise ConfigError(
+                    f"--epochs {self.config.epochs} is fewer than the {trained} passes this run "
+                    "has trained; resume with at least that many"
+                )
+            if "epochs" in changes:  # recompute the current LR on the new total of updates
+                self.scheduler.last_epoch -= 1
+                self.scheduler.step()
+            self._write_history()
+            record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epoch": self.epoch,
+                      "batch": self.batch, "step": self.global_step,
+                      "changes": {k: list(v) for k, v in changes.items()}}  # fmt: skip
+            with open(self.run_dir / runs.RESUMES_FILE, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        for name, (old, new) in changes.items():
+            log.info("resume: %s %s -> %s", name, old, new)
         log.info("resumed %s at epoch %d, batch %d", self.run_dir, self.epoch + 1, self.batch)
+
+    def hold_run_dir(self) -> AbstractContextManager[None]:
+        """Hold the run folder as its only writer (nothing without one): the one seam of locks."""
+        return _holding(self.run_dir)
+
+    def data_fingerprint(self) -> dict[str, Any]:
+        """What identifies the training data, order included: a resumed run must read the same."""
+        if not hasattr(self, "_fingerprint"):
+            train = self.data.train
+            n = len(train)
+            weights = torch.arange(1, n + 1, device=train.device)  # order-sensitive checksums
+            per_image = train.images.reshape(n, -1).sum(dim=1, dtype=torch.int64)
+            self._fingerprint = {
+                "dataset": self.data.dataset, "num_classes": self.data.num_classes,
+                "input_shape": list(train.images.shape[1:]), "train": n,
+                "val": len(self.data.val), "images": int((per_image * weights).sum()),
+                "labels": int((train.labels * weights).sum()),
+            }  # fmt: skip
+        return self._fingerprint
+
+    def _check_same_data(self, recorded: dict[str, Any] | None) -> None:
+        if recorded is None:  # a checkpoint of an older advkit
+            return
+        now = self.data_fingerprint()
+        differ = [
+            f"other training {k}"
+            if k in ("images", "labels")
+            else f"{k} {now[k]} (the run's: {recorded[k]})"
+            for k in recorded
+            if now.get(k) != recorded[k]
+        ]
+        if differ:
+            where = self.config.data_dir or "the default location"
+            raise DataError(
+                f"the data read from {where} is not the data this run was trained on: "
+                f"{', '.join(differ)}; pass the run's data with --data-dir"
+            )
 
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and stop after the current step (signal-safe)."""
@@ -261,14 +337,15 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
         """Train until ``epochs`` passes are done; returns the selected model and history."""
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.config, self.run_dir / runs.CONFIG_FILE)
-        with self._stop_on_signals():
-            while self.epoch < self.epochs and not self.guard.stopped:
-                self._train_epoch()
-                self._end_epoch()
-        return self._finish()
+        with self.hold_run_dir():
+            if self.run_dir is not None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_config(self.config, self.run_dir / runs.CONFIG_FILE)
+            with self._stop_on_signals():
+                while self.epoch < self.epochs and not self.guard.stopped:
+                    self._train_epoch()
+                    self._end_epoch()
+            return self._finish()
 
     def current_eps(self) -> float:
         """eps, ramped linearly over the first ``eps_warmup_epochs`` epochs."""
@@ -538,9 +615,66 @@ def train(
 ) -> TrainResult:
     """Train with ``config``; with ``resume``, continue the run in ``run_dir`` from its checkpoint.
 
-    ``data`` replaces the dataset named in the config (tests, notebooks).
+    ``data`` replaces the dataset named in the config (tests, notebooks); the run folder then
+    records its name (``data.dataset``) and no data_dir. The run folder is held as its only
+    writer throughout (:func:`advkit.runlock.hold_run`).
     """
-    trainer = Trainer(config, run_dir, data=data)
-    if resume:
-        trainer.resume()
-    return trainer.fit()
+    with _holding(run_dir):
+        # Before the data loads: a refused change is known at once.
+        changes = None
+        if resume and run_dir is not None:
+            changes = _resume_changes(Path(run_dir), _as_used(config, data))
+        trainer = Trainer(config, run_dir, data=data)
+        if resume:
+            trainer.resume(changes)
+        return trainer.fit()
+
+
+def _holding(run_dir: str | Path | None) -> AbstractContextManager[None]:
+    """The run-folder lock of training: where a distributed run takes it on rank 0 alone."""
+    return nullcontext() if run_dir is None else hold_run(run_dir, "training")
+
+
+def _as_used(config: TrainConfig, data: DataSplits | None) -> TrainConfig:
+    """``config`` as the run folder records it: with given ``data``, its dataset and no data_dir."""
+    if data is None:
+        return config
+    return dataclasses.replace(config, dataset=data.dataset, data_dir=None)
+
+
+def _resume_changes(run_dir: Path, config: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """What ``config`` changes of the run in ``run_dir``; ConfigError for what may not change."""
+    saved = run_dir / runs.CONFIG_FILE
+    if not saved.is_file():
+        raise runs.RunError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
+    return resume_changes(load_config(saved), config)
+
+
+def _check_splits(data: DataSplits) -> None:
+    """Refuse splits whose images, labels and class facts disagree (e.g. labels >= num_classes)."""
+    shapes = {
+        tuple(part.images.shape[1:]) for part in (data.train, data.val, data.test) if len(part)
+    }
+    if len(shapes) > 1:
+        raise DataError(f"the splits' images differ in shape (C, H, W): {sorted(shapes)}")
+    channels = data.train.images.shape[1]
+    if len(data.mean) != channels or len(data.std) != channels:
+        raise DataError(
+            f"mean and std need one value per channel ({channels}), got {len(data.mean)} and "
+            f"{len(data.std)}"
+        )
+    if data.class_names is not None and len(data.class_names) != data.num_classes:
+        raise DataError(
+            f"{len(data.class_names)} class_names for num_classes={data.num_classes}: make them "
+            "agree"
+        )
+    for name, part in (("train", data.train), ("val", data.val), ("test", data.test)):
+        if (
+            len(part)
+            and not 0 <= int(part.labels.min()) <= int(part.labels.max()) < data.num_classes
+        ):
+            raise DataError(
+                f"{name} labels span {int(part.labels.min())}..{int(part.labels.max())}, outside "
+                f"0..{data.num_classes - 1} for num_classes={data.num_classes}: fix the labels or "
+                "num_classes"
+            )
