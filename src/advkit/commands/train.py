@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         if not (run_dir / runs.CONFIG_FILE).is_file():
             raise runs.RunError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
         keep = {k: v for k, v in overrides.items() if k in ("quiet", "device")}
-        config = load_config(run_dir / runs.CONFIG_FILE, keep)
+        config = load_config(run_dir / runs.CONFIG_FILE, keep, complete=True)
     else:
         config = load_config(args.config, overrides)
         run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")

@@ -31,6 +31,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from advkit import runs
 from advkit.config import TrainConfig, save_config
 from advkit.data import DataSplits, epoch_order, iterate_batches, load_dataset, num_batches
+from advkit.devices import resolve_device
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import create_model
 from advkit.training.checkpoint import (
@@ -69,16 +70,6 @@ class TrainResult:
     run_dir: Path | None
     metadata: dict[str, Any]
     selected_epoch: int
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu"
-        )
-    return torch.device(name)
 
 
 @dataclass
@@ -128,6 +119,7 @@ class Trainer:
             config.dataset, config.data_dir, val_size=config.val_size, subset=config.subset,
             seed=config.seed,
         )  # fmt: skip
+        config.check_budgets(tuple(self.data.train.images.shape[1:]))  # L2 vs the input diameter
         self.train_data = self.data.train.to(self.device)
         self.val_data = self.data.val.take(
             torch.arange(min(config.val_examples, len(self.data.val)))
