@@ -3,6 +3,11 @@
 advkit train --dataset fashion-mnist --method pgd --eps 0.1 --epochs 10 --out runs/pgd
 advkit eval runs/pgd --suite paper
 advkit demo
+
+A failure the user can fix (a bad option, a corrupt file, a missing GPU: ``advkit.errors``'s
+``UserError``, an OS error such as a full disk, or a library ``ValueError``) ends in one line,
+``advkit <command>: error: ...`` and exit status 2; ``-v`` shows its traceback first. Any other
+exception is a bug: one sentence says so, then the traceback follows.
 """
 
 from __future__ import annotations
@@ -11,24 +16,36 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from advkit import __version__
+from advkit.errors import UserError
 
 #: modules under advkit.commands, each with ``add_parser(subparsers)``; order = help order.
 COMMAND_MODULES = ("train", "eval", "demo", "info")
 
-#: errors a user can fix: shown as one line, never as a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+#: errors a user can fix: shown as one line, never as a traceback (unless -v).
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, ValueError, MemoryError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (the usage itself is in ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="advkit",
         description="Adversarial training and honest robustness evaluation for image classifiers.",
     )
     parser.add_argument("--version", action="version", version=f"advkit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log debug messages; show tracebacks"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"advkit.commands.{name}").add_parser(subparsers)
@@ -48,10 +65,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("advkit: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"advkit {args.command}: error: {message}", file=sys.stderr)
+    except Exception as error:
+        where = f"advkit {args.command}"
+        if not _is_user_error(error):
+            print(
+                f"{where}: internal error, a bug in advkit (please report it with this "
+                f"traceback): {type(error).__name__}: {_first_line(error)}",
+                file=sys.stderr,
+            )
+            raise
+        if args.verbose:
+            traceback.print_exception(error, file=sys.stderr)
+        print(f"{where}: error: {user_message(error)}", file=sys.stderr)
         return 2
+
+
+def user_message(error: BaseException) -> str:
+    """One line saying what went wrong, for an error in ``USER_ERRORS``."""
+    if isinstance(error, MemoryError) or _is_out_of_memory(error):
+        return "out of memory: lower --batch-size (or use a smaller model or fewer examples)"
+    if isinstance(error, OSError) and not isinstance(error, UserError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    if isinstance(error, UserError):
+        return " ".join(str(error).split())
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] + (" (-v shows the rest)" if len(lines) > 1 else "")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, getattr(torch, "OutOfMemoryError", ()))
+
+
+def _is_user_error(error: BaseException) -> bool:
+    return isinstance(error, USER_ERRORS) or _is_out_of_memory(error)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ config is written to the run folder, so a run can be repeated from its own ``con
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, fields
 from fractions import Fraction
@@ -15,21 +16,41 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from advkit.errors import BudgetError, UserError, reading
 
-class ConfigError(ValueError):
+#: The largest integer a field may hold (torch and numpy overflow beyond int64).
+_INT_MAX = 2**63 - 1
+
+
+class ConfigError(UserError, ValueError):
     """A configuration value or key a user must change."""
 
 
 def parse_eps(text: str | float | int) -> float:
-    """Parse a pixel-unit budget: ``0.1``, ``8/255`` or ``8 / 255``."""
+    """Parse a pixel-unit budget or any real number: ``0.1``, ``8/255`` or ``8 / 255``.
+
+    Refuses booleans, nan, inf and values too large for a float (``1e400``, ``10**400``)."""
     if isinstance(text, bool):
         raise ConfigError(f"expected a number such as 0.1 or 8/255, got {text!r}")
-    if isinstance(text, int | float):
-        return float(text)
     try:
-        return float(Fraction(str(text).replace(" ", "")))
-    except (ValueError, ZeroDivisionError):
+        value = float(text) if isinstance(text, int | float) else _parse_real(str(text))
+    except (ValueError, ZeroDivisionError, TypeError):
         raise ConfigError(f"expected a number such as 0.1 or 8/255, got {text!r}") from None
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        shown = text if len(str(text)) <= 20 else f"{str(text)[:12]}..."
+        raise ConfigError(f"expected a finite number such as 0.1 or 8/255, got {shown!r}")
+    return value
+
+
+def _parse_real(text: str) -> float:
+    """``"0.1"``, ``"inf"``, ``"1e400"`` (inf) or a fraction ``"8 / 255"``."""
+    text = text.replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        return float(Fraction(text))
 
 
 #: The fields that take one of a few fixed names, and those names: what ``validate`` accepts and
@@ -103,23 +124,37 @@ class TrainConfig:
     out: str | None = None
     quiet: bool = False
 
+    def __post_init__(self) -> None:
+        self._coerce()
+
+    def _coerce(self) -> None:
+        """Convert every field as YAML and the command line do (``eps="8/255"``, ``epochs="3"``;
+        ``epochs=True`` is refused): one parser for Python, YAML and CLI values."""
+        for item in fields(self):
+            setattr(self, item.name, coerce_field(item.name, getattr(self, item.name)))
+
     def validate(self) -> TrainConfig:
-        """Check values that need no registry; raises ConfigError saying what to change."""
+        """Check values that need no registry; raises ConfigError saying what to change.
+
+        Fields are coerced again first, so values assigned after construction are checked too.
+        The L2 radius is checked against the input's diameter once the data is known
+        (:meth:`check_budgets`)."""
+        self._coerce()
         positive_ints = ["steps", "replays", "epochs", "batch_size", "val_steps"]
         for name in positive_ints:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        non_negative = ["eps", "eps_warmup_epochs", "grad_align_lambda", "beta", "weight_decay",
+        non_negative = ["eps_warmup_epochs", "grad_align_lambda", "beta", "weight_decay",
                         "warmup_epochs", "momentum", "val_size", "val_examples",
                         "checkpoint_every", "co_check_every", "co_max_rollbacks"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-        if self.lr <= 0 or not math.isfinite(self.lr):
+        if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.step_size is not None and self.step_size <= 0:
-            raise ConfigError(f"step_size must be > 0 (pixel units), got {self.step_size}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), e.g. 0.9, got {self.momentum}")
         if self.subset is not None and self.subset < 1:
             raise ConfigError(f"subset must be >= 1 images, got {self.subset}")
         if not 0 <= self.label_smoothing < 1:
@@ -144,7 +179,22 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 shown = ", ".join(str(a) for a in allowed if a is not None)
                 raise ConfigError(f"{name} must be one of {shown}; got {getattr(self, name)!r}")
+        self.check_budgets()
         return self
+
+    def check_budgets(self, input_shape: tuple[int, ...] | None = None) -> None:
+        """eps and step_size against the threat model (:func:`advkit.threat.check_budget`); with
+        ``input_shape`` (C, H, W) also the L2 radius against the inputs' diameter."""
+        from advkit.threat import check_budget
+
+        try:
+            check_budget(self.eps, self.norm, input_shape, name="eps")
+            if self.step_size is not None:
+                check_budget(
+                    self.step_size, self.norm, input_shape, name="step_size", allow_zero=False
+                )
+        except BudgetError as error:
+            raise ConfigError(str(error)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -233,37 +283,37 @@ def _shown(value: Any) -> str:
 _EPS_FIELDS = {"eps", "step_size"}
 
 
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return get_type_hints(TrainConfig)
+
+
 def coerce_field(name: str, value: Any) -> Any:
-    """Convert a YAML or CLI value to the type of field ``name``; ConfigError if it can't."""
-    hints = get_type_hints(TrainConfig)
+    """Convert a YAML, CLI or Python value to the type of field ``name``; ConfigError if it can't.
+
+    Numbers accept ``8/255``; integers accept whole floats (``2.0``) but never booleans, and
+    must fit in 64 bits; booleans accept true/false, yes/no, on/off, 1/0."""
+    hints = _field_types()
     if name not in hints:
         known = ", ".join(f.name for f in fields(TrainConfig))
         raise ConfigError(f"unknown config key {name!r}; known keys: {known}")
     hint = hints[name]
     optional = type(None) in getattr(hint, "__args__", ())
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+    base = next((a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)), hint)
+    empty = isinstance(value, str) and value.lower() in ("none", "null") and base is not str
+    if value is None or (optional and empty):
         if optional:
             return None
         raise ConfigError(f"{name} cannot be empty")
-    base = next((a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)), hint)
     try:
-        if name in _EPS_FIELDS:
-            return parse_eps(value)
         if base is bool:
-            if isinstance(value, bool):
-                return value
-            lowered = str(value).lower()
-            if lowered in ("true", "yes", "1", "on"):
-                return True
-            if lowered in ("false", "no", "0", "off"):
-                return False
-            raise ValueError
+            return _parse_bool(value)
         if base is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
+            return _parse_int(value)
         if base is float:
-            return float(parse_eps(value))
+            return parse_eps(value)
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError
         return str(value)
     except ConfigError as error:
         raise ConfigError(f"{name}: {error}") from None
@@ -271,29 +321,85 @@ def coerce_field(name: str, value: Any) -> Any:
         raise ConfigError(f"{name} expects {base.__name__}, got {value!r}") from None
 
 
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).lower()
+    if isinstance(value, str | int) and lowered in ("true", "yes", "1", "on"):
+        return True
+    if isinstance(value, str | int) and lowered in ("false", "no", "0", "off"):
+        return False
+    raise ValueError
+
+
+def _parse_int(value: Any) -> int:
+    """A whole number: an int, a whole float, or a string of either; bool is not a number."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            value = float(text)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError
+    if abs(value) > _INT_MAX:
+        raise ConfigError(f"{str(value)[:12]}... is too large (at most {_INT_MAX})")
+    return value
+
+
 def load_config(
-    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    complete: bool = False,
 ) -> TrainConfig:
     """Defaults, then the YAML file (a path, or the name of a recipe shipped in
-    ``advkit/recipes``), then ``overrides``; validated."""
+    ``advkit/recipes``), then ``overrides``; validated.
+
+    ``complete``: the file is a run folder's resolved config, which sets every field; a missing
+    key means it was cut short (its defaults would silently change the run), a ConfigError."""
     values: dict[str, Any] = {}
     if path is not None:
+        path = _config_file(path)
         values.update(read_config_file(path))
+        lost = [f.name for f in fields(TrainConfig) if f.name not in values]
+        if complete and lost:
+            from advkit.runs import repair_hint
+
+            shown = ", ".join(lost[:4]) + (", ..." if len(lost) > 4 else "")
+            raise ConfigError(
+                f"{path} lacks {len(lost)} of the run's options ({shown}): it is truncated or "
+                f"from another advkit version; {repair_hint(path)}"
+            )
     values.update(overrides or {})
-    coerced = {name: coerce_field(name, value) for name, value in values.items()}
-    return TrainConfig(**coerced).validate()
+    unknown = sorted(set(values) - set(_field_types()))
+    if unknown:
+        known = ", ".join(f.name for f in fields(TrainConfig))
+        raise ConfigError(f"unknown config key {unknown[0]!r}; known keys: {known}")
+    return TrainConfig(**values).validate()
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The keys (``-`` read as ``_``) and values of a YAML file; ConfigError naming the file if it
+    is not readable YAML holding a mapping."""
+    from advkit.runs import repair_hint
+
+    with reading(path, repair_hint(path), problem="is not valid YAML", error_type=ConfigError):
+        loaded = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The keys a YAML file (or shipped recipe) sets, uncoerced; no defaults added."""
-    path = _config_file(path)
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
+    return read_yaml_mapping(_config_file(path))
 
 
 def _config_file(path: str | Path) -> Path:

@@ -14,13 +14,13 @@ RUN_DIR/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
+
+from advkit.errors import UserError
 
 if TYPE_CHECKING:
     from advkit.data import DataSplits
@@ -36,7 +36,7 @@ BEST_WEIGHTS = "best.safetensors"
 META_FORMAT = "advkit-model/1"
 
 
-class RunError(FileNotFoundError):
+class RunError(UserError, FileNotFoundError):
     """A run folder or model file that is missing or incomplete."""
 
 
@@ -57,30 +57,47 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     return weights, meta
 
 
+#: Keys of model.json that rebuilding the model needs, with the type each must have.
+_META_KEYS: dict[str, type | tuple[type, ...]] = {
+    "architecture": str, "num_classes": int, "mean": list, "std": list,
+}  # fmt: skip
+
+
 def load_metadata(path: str | Path) -> dict[str, Any]:
     """The model's metadata (architecture, normalization, dataset, threat model, method, ...)."""
+    from advkit.training.checkpoint import read_json
+
     _, meta_path = model_paths(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as error:
-        raise RunError(f"{meta_path} is not valid JSON: {error}") from None
-    missing = {"architecture", "num_classes", "mean", "std"} - set(meta)
+    meta = read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise RunError(f"{meta_path} must hold a JSON object: {repair_hint(meta_path)}")
+    missing = set(_META_KEYS) - set(meta)
     if missing:
-        raise RunError(f"{meta_path} lacks {', '.join(sorted(missing))}")
+        raise RunError(f"{meta_path} lacks {', '.join(sorted(missing))}: {repair_hint(meta_path)}")
+    wrong = [key for key, kind in _META_KEYS.items() if not isinstance(meta[key], kind)]
+    if wrong or isinstance(meta["num_classes"], bool) or meta["num_classes"] < 1:
+        raise RunError(
+            f"{meta_path} holds invalid {', '.join(wrong) or 'num_classes'}: "
+            f"{repair_hint(meta_path)}"
+        )
     return meta
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The trained model in eval mode, taking inputs in [0, 1] (normalization is inside)."""
     from advkit.models import create_model
+    from advkit.training.checkpoint import load_weights, load_weights_into
 
-    weights_path, _ = model_paths(path)
+    weights_path, meta_path = model_paths(path)
     meta = load_metadata(path)
     model = create_model(
         meta["architecture"], num_classes=meta["num_classes"], mean=meta["mean"], std=meta["std"],
         **meta.get("model_kwargs", {}),
     )  # fmt: skip
-    model.load_state_dict(load_file(str(weights_path)))
+    load_weights_into(
+        model, load_weights(weights_path), weights_path,
+        f"{meta['architecture']} with {meta['num_classes']} classes as {meta_path.name} says",
+    )  # fmt: skip
     return model.to(device).eval()
 
 
@@ -142,3 +159,33 @@ def check_fits(meta: dict[str, Any], splits: DataSplits, what: str = "the test d
 
 def _shape(shape: list[int]) -> str:
     return "x".join(str(n) for n in shape)
+
+
+def repair_hint(path: str | Path) -> str:
+    """What to do about a damaged or unreadable file of a run folder, chosen by its name."""
+    path = Path(path)
+    run = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+    in_run = (run / CONFIG_FILE).is_file() or (run / CHECKPOINT_DIR).is_dir()
+    restart = (
+        f"start the run over: delete {run / CHECKPOINT_DIR} and run "
+        f"`advkit train --config {run / CONFIG_FILE} --out {run}`"
+    )
+    if path.name.endswith(".state.pt"):
+        return "delete it (or pass --no-resume) to start the evaluation over"
+    if not in_run and path.suffix in (".yaml", ".yml"):
+        return "fix it: one `key: value` per line, keys as the options of `advkit train --help`"
+    if not in_run:
+        return "restore it or replace it with a good copy"
+    if path.name == LAST_CHECKPOINT:
+        return f"restore it from a backup, or {restart}"
+    if path.name in (BEST_WEIGHTS, "best.json"):
+        return f"restore it from a backup, or {restart}"
+    if path.name in (MODEL_FILE, META_FILE) and (run / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+        return f"rebuild it from the checkpoints with `advkit train --resume {run}`"
+    if path.name == CONFIG_FILE:
+        return f"restore it (it records the run's options), or {restart}"
+    if path.name == METRICS_FILE:
+        return f"`advkit train --resume {run}` rewrites it from the checkpoint"
+    if path.name.startswith("eval-") and path.suffix == ".json":
+        return "delete it, then run the evaluation again"
+    return "restore it from a backup, or delete it"

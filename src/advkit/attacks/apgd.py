@@ -15,6 +15,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from advkit.attacks._entry import public_attack
 from advkit.attacks._mode import attack_mode
 from advkit.attacks.losses import LOSSES, LossFn, cw_margin, targeted_dlr
 from advkit.threat import ThreatModel, get_threat
@@ -25,6 +26,7 @@ RunLoss = Callable[[Tensor, Tensor], Tensor]
 _MOMENTUM = 0.75
 
 
+@public_attack("apgd")
 def apgd(
     model: nn.Module,
     inputs: Tensor,
@@ -62,7 +64,7 @@ def apgd(
         sample a misclassified (or, if targeted, target-classified) iterate whenever one was met,
         else the iterate with the highest loss over all runs.
     """
-    _check_args(inputs, labels, steps, restarts, rho)
+    _check_args(steps, restarts, rho)
     threat = get_threat(norm)
     loss_fn = LOSSES.get(loss)
     if targeted and loss == "dlr":
@@ -86,6 +88,7 @@ def apgd(
     return adv_inputs.clamp_(0.0, 1.0)
 
 
+@public_attack("apgd-t")
 def apgd_targeted(
     model: nn.Module,
     inputs: Tensor,
@@ -119,7 +122,7 @@ def apgd_targeted(
         for every sample where one was met, else, over the target runs' best-loss iterates, the
         one closest to misclassification (highest margin max_{j != y} z_j - z_y).
     """
-    _check_args(inputs, labels, steps, 1, rho)
+    _check_args(steps, 1, rho)
     if num_target_classes < 1:
         raise ValueError(f"num_target_classes must be >= 1, got {num_target_classes}")
     threat = get_threat(norm)
@@ -286,12 +289,7 @@ def _per_sample_eps(eps: float | Tensor, inputs: Tensor) -> Tensor:
     return values.expand(len(inputs)).clone()
 
 
-def _check_args(inputs: Tensor, labels: Tensor, steps: int, restarts: int, rho: float) -> None:
-    if inputs.dim() < 2 or labels.shape != inputs.shape[:1]:
-        raise ValueError(
-            f"expected inputs (N, C, H, W) and labels (N,), got {tuple(inputs.shape)} and "
-            f"{tuple(labels.shape)}"
-        )
+def _check_args(steps: int, restarts: int, rho: float) -> None:
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if restarts < 1:

@@ -16,6 +16,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from advkit.attacks._entry import check_labels_fit, public_attack
 from advkit.attacks._mode import attack_mode
 from advkit.attacks.apgd import apgd, apgd_targeted
 from advkit.attacks.square import square
@@ -81,6 +82,7 @@ class CascadeResult:
         )
 
 
+@public_attack("cascade")
 def cascade(
     model: nn.Module,
     inputs: Tensor,
@@ -187,7 +189,9 @@ def standard_stages(
 
 def _correct(model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
     with attack_mode(model, train=False), torch.no_grad():
-        return model(inputs).argmax(dim=1) == labels
+        logits = model(inputs)
+    check_labels_fit(logits, labels)
+    return logits.argmax(dim=1) == labels
 
 
 def _check_budget(name: str, adv_inputs: Tensor, inputs: Tensor, eps: float, norm: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from advkit.attacks._entry import public_attack
 from advkit.attacks._mode import attack_mode
 from advkit.attacks.losses import LOSSES, LossFn
 from advkit.threat import LinfThreat, ThreatModel, _as_batch, get_threat
@@ -35,7 +36,8 @@ def pgd_delta(
 
     The hot loop of PGD adversarial training: one forward and one input-gradient backward per step,
     parameter ``.grad`` never touched, nothing synchronized with the host. The caller sets the
-    model's mode. ``eps`` and ``step_size`` may be floats or per-sample (N,) tensors.
+    model's mode and is trusted with its arguments (no checks here: use :func:`pgd` for those).
+    ``eps`` and ``step_size`` may be floats or per-sample (N,) tensors.
     """
     if isinstance(threat, LinfThreat):
         return _pgd_linf(
@@ -91,6 +93,7 @@ def _pgd_linf(
     return adv.sub_(inputs)
 
 
+@public_attack("pgd")
 def pgd(
     model: nn.Module,
     inputs: Tensor,
@@ -122,7 +125,7 @@ def pgd(
     Returns:
         adversarial inputs, same shape as ``inputs``, within the budget and in [0, 1].
     """
-    _check_budget(eps, steps, restarts)
+    _check_counts(steps, restarts)
     threat = get_threat(norm)
     loss_fn = LOSSES.get(loss)
     step_size = 2.5 * eps / steps if step_size is None else step_size
@@ -153,6 +156,7 @@ def pgd(
     return adv_inputs.clamp_(0.0, 1.0)
 
 
+@public_attack("fgsm")
 def fgsm(
     model: nn.Module,
     inputs: Tensor,
@@ -173,7 +177,7 @@ def fgsm(
     """
     if step_size is None:
         step_size = 1.25 * eps if random_start else eps
-    return pgd(
+    return pgd.__wrapped__(  # type: ignore[attr-defined]  # arguments checked on entry
         model, inputs, labels, eps=eps, norm=norm, steps=1, step_size=step_size,
         random_start=random_start, loss=loss, targeted=targeted, train_mode=train_mode,
     )  # fmt: skip
@@ -186,9 +190,7 @@ def _subset(value: Tensor | float, index: Tensor | None) -> Tensor | float:
     return value.index_select(0, index)
 
 
-def _check_budget(eps: Tensor | float, steps: int, restarts: int) -> None:
-    if bool((torch.as_tensor(eps) < 0).any()):
-        raise ValueError(f"eps must be >= 0 (pixel units, e.g. 8/255), got {eps}")
+def _check_counts(steps: int, restarts: int) -> None:
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if restarts < 1:

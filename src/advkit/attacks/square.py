@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from advkit.attacks._entry import public_attack
 from advkit.attacks._mode import attack_mode
 from advkit.attacks.apgd import _per_sample_eps, _seeded
 from advkit.attacks.losses import cw_margin
@@ -24,6 +25,7 @@ _LOSSES = ("margin", "ce")
 _NORMS = ("linf", "l2")
 
 
+@public_attack("square")
 def square(
     model: nn.Module,
     inputs: Tensor,

@@ -50,7 +50,7 @@ from advkit.evaluation.outputs import (
 from advkit.evaluation.plots import plot_examples, plot_sweep
 from advkit.evaluation.report import write_markdown
 from advkit.runlock import hold_run
-from advkit.threat import THREATS
+from advkit.threat import THREATS, check_budget
 from advkit.training.trainer import resolve_device
 
 #: Test images shown in the example grid.
@@ -175,7 +175,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     eps, norm = _threat(args, meta)
     if args.n_examples < 1 or args.batch_size < 1:
         raise ValueError("--n-examples and --batch-size must be at least 1 (counts of images)")
-    sweep_eps = parse_eps_list(args.sweep) if args.sweep else None
+    sweep_eps = parse_eps_list(args.sweep, norm) if args.sweep else None
     device = resolve_device(args.device)
     model = runs.load_model(args.run, device)
     splits = runs.load_test_data(meta, dataset=args.dataset, data_dir=args.data_dir)
@@ -289,13 +289,16 @@ def _print_placement(placement: Placement, written: list[Path]) -> None:
         print(f"wrote {path}")
 
 
-def parse_eps_list(text: str) -> list[float]:
-    """``"0,0.05,8/255"`` -> radii in pixel units."""
+def parse_eps_list(text: str, norm: str | None = None) -> list[float]:
+    """``"0,0.05,8/255"`` -> radii in pixel units (checked against ``norm``'s ball if given)."""
     values = [parse_eps(part) for part in text.split(",") if part.strip()]
     if not values or any(value < 0 for value in values):
         raise ValueError(
             f"--sweep needs comma-separated radii >= 0 such as 0,0.05,0.1, got {text!r}"
         )
+    for value in values:
+        if norm is not None:
+            check_budget(value, norm, name="--sweep radius")
     return values
 
 
@@ -311,8 +314,7 @@ def _threat(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[float, str]
             "this run was trained without a perturbation budget (eps 0); choose the radius to "
             "evaluate with --eps, e.g. --eps 8/255"
         )
-    if eps <= 0:
-        raise ValueError(f"--eps must be > 0 (pixel units, e.g. 8/255), got {eps}")
+    check_budget(eps, norm, name="--eps" if args.eps is not None else "eps", allow_zero=False)
     return eps, norm
 
 

@@ -225,10 +225,11 @@ def _resume(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
             "folder; drop --out, or start a new run without --resume"
         )
     with hold_run(run_dir, "advkit train"):
-        saved = load_config(run_dir / runs.CONFIG_FILE)
+        saved = load_config(run_dir / runs.CONFIG_FILE, complete=True)
         if saved.out is None or Path(saved.out).resolve() != run_dir.resolve():
             changes["out"] = str(run_dir)  # the folder was moved (or never recorded)
-        return _train(load_config(run_dir / runs.CONFIG_FILE, changes), run_dir, resume=True)
+        config = load_config(run_dir / runs.CONFIG_FILE, changes, complete=True)
+        return _train(config, run_dir, resume=True)
 
 
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> int:

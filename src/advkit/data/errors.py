@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from advkit.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Data could not be found or read; the message says which file and what to change."""
 
 

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from advkit.attacks import AttackStage, attack_mode, cascade
 from advkit.evaluation.state import EvalState
 from advkit.evaluation.suites import AttackEntry, Suite, build_suite
-from advkit.threat import get_threat
+from advkit.threat import check_budget, check_unit_range, get_threat
 
 CLEAN = "clean"
 CASCADE = "cascade"
@@ -102,6 +102,7 @@ def evaluate(
     if isinstance(suite, str):
         suite = build_suite(suite, eps=eps, norm=norm, seed=seed)
     images, labels = _as_tensors(inputs_or_data, labels)
+    check_budget(eps, norm, tuple(images.shape[1:]))
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1 (samples per batch), got {batch_size}")
     key: dict[str, Any] = {
@@ -276,11 +277,8 @@ def _as_tensors(inputs_or_data: Any, labels: Tensor | None) -> tuple[Tensor, Ten
             f"need as many labels as inputs and at least one sample, got {len(images)} inputs "
             f"and {len(labels)} labels"
         )
-    if images.dtype != torch.uint8 and (images.min() < 0 or images.max() > 1):
-        raise ValueError(
-            "inputs must be in [0, 1] (normalization belongs inside the model), got values in "
-            f"[{float(images.min()):.3g}, {float(images.max()):.3g}]"
-        )
+    if images.dtype != torch.uint8:
+        check_unit_range(images)
     return images, labels
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from advkit.training.checkpoint import load_state
+
 _VERSION = 1
 
 
@@ -35,13 +37,7 @@ class EvalState:
         state = cls(Path(path) if path is not None else None, key)
         if state.path is None or not state.path.exists():
             return state
-        try:
-            saved = torch.load(state.path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(
-                f"cannot read the saved evaluation state {state.path} ({error}); delete the file "
-                "to start the evaluation over"
-            ) from error
+        saved = load_state(state.path)  # a corrupt file: a CorruptFileError saying what to do
         if not isinstance(saved, dict) or saved.get("version") != _VERSION:
             return state
         if saved.get("key") != key:

@@ -16,7 +16,10 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
+
+from advkit.errors import CorruptFileError, WeightsMismatchError, reading
+from advkit.runs import repair_hint
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -48,8 +51,17 @@ def save_state(state: dict[str, Any], path: Path) -> None:
 
 
 def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a state saved by ``save_state``; refuses anything but plain data (weights_only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a state saved by ``save_state``; refuses anything but plain data (weights_only).
+
+    A truncated, corrupt or foreign file raises :class:`advkit.errors.CorruptFileError` naming
+    the file and what to do (:func:`advkit.runs.repair_hint`)."""
+    with reading(path, repair_hint(path)):
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict):
+        raise CorruptFileError(
+            f"{path} holds a {type(state).__name__}, not a saved state: {repair_hint(path)}"
+        )
+    return state
 
 
 def save_weights(
@@ -61,8 +73,47 @@ def save_weights(
 
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    return load_file(str(path), device=str(device))
+    """Tensors of a safetensors file; CorruptFileError naming the file if it is not readable."""
+    with reading(path, repair_hint(path)):
+        return load_file(str(path), device=str(device))
+
+
+def load_weights_into(
+    model: nn.Module, tensors: dict[str, Tensor], path: Path, expected: str = "the model"
+) -> None:
+    """``model.load_state_dict(tensors)``, or a WeightsMismatchError saying which keys and shapes
+    of ``path`` do not fit ``expected`` (a description of the architecture)."""
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as error:
+        own = model.state_dict()
+        missing = sorted(set(own) - set(tensors))
+        unexpected = sorted(set(tensors) - set(own))
+        shapes = [
+            f"{name} is {tuple(tensors[name].shape)} in the file, "
+            f"{tuple(own[name].shape)} in the model"
+            for name in own
+            if name in tensors and tensors[name].shape != own[name].shape
+        ]
+        parts = [_listed(missing, "missing"), _listed(unexpected, "unexpected"), *shapes[:2]]
+        details = "; ".join(part for part in parts if part) or "see -v"
+        raise WeightsMismatchError(
+            f"the weights in {path} do not fit {expected} ({details}): {repair_hint(path)}"
+        ) from error
+
+
+def _listed(names: list[str], what: str) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"{len(names)} {what} key{'s' if len(names) > 1 else ''} ({shown})"
 
 
 def save_json(data: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False)))
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in ``path``; CorruptFileError naming the file if it is not valid JSON."""
+    with reading(path, repair_hint(path)):
+        return json.loads(Path(path).read_bytes().decode("utf-8"))

@@ -39,6 +39,7 @@ from advkit.data import (
     load_dataset,
     num_batches,
 )
+from advkit.devices import resolve_device
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import create_model
 from advkit.runlock import hold_run
@@ -78,16 +79,6 @@ class TrainResult:
     run_dir: Path | None
     metadata: dict[str, Any]
     selected_epoch: int
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu"
-        )
-    return torch.device(name)
 
 
 @dataclass
@@ -138,6 +129,7 @@ class Trainer:
             seed=config.seed,
         )  # fmt: skip
         _check_splits(self.data)
+        config.check_budgets(tuple(self.data.train.images.shape[1:]))  # L2 vs the input diameter
         self.train_data = self.data.train.to(self.device)
         self.val_data = self.data.val.take(
             torch.arange(min(config.val_examples, len(self.data.val)))
