@@ -11,11 +11,9 @@ import pytest
 import yaml
 
 from advkit.cli import main
-from tests.conftest import FASHION_DIR
+from tests.conftest import FASHION_DIR, requires_fashion_mnist
 
-pytestmark = pytest.mark.skipif(
-    not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST missing"
-)
+pytestmark = requires_fashion_mnist
 
 SMALL = ["--subset", "256", "--val-size", "64", "--val-examples", "32", "--epochs", "1",
          "--batch-size", "64", "--steps", "1", "--val-steps", "1", "--quiet"]  # fmt: skip

@@ -21,11 +21,9 @@ from advkit import runs
 from advkit.cli import main
 from advkit.errors import CorruptFileError, UserError, WeightsMismatchError
 from advkit.training.checkpoint import read_json
-from tests.conftest import FASHION_DIR
+from tests.conftest import requires_fashion_mnist
 
-pytestmark = pytest.mark.skipif(
-    not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST missing"
-)
+pytestmark = requires_fashion_mnist
 
 TRAIN = ["--subset", "256", "--val-size", "64", "--val-examples", "32", "--epochs", "1",
          "--batch-size", "64", "--steps", "1", "--val-steps", "1", "--quiet"]  # fmt: skip

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from advkit.cli import main
 from advkit.models import create_model
-from tests.conftest import FASHION_DIR, SHARED_DATA
+from tests.conftest import FASHION_DIR, shared_data_dir
 
 needs_fashion = pytest.mark.skipif(
     not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST missing"
@@ -135,6 +135,6 @@ def test_model_trained_on_given_splits_is_evaluated_on_their_dataset(
     err = _one_line(capsys)
     assert "no folder given for mnist" in err and "--data-dir" in err
     assert not (run / "eval-quick.json").exists()
-    if (SHARED_DATA / "mnist.npz").exists():
-        assert _eval(run, "--data-dir", str(SHARED_DATA)) == 0
+    if (shared_data_dir() / "mnist.npz").exists():
+        assert _eval(run, "--data-dir", str(shared_data_dir())) == 0
         assert json.loads((run / "eval-quick.json").read_text())["n_examples"] == 8
