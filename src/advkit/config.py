@@ -87,6 +87,7 @@ class TrainConfig:
     compile: bool = False
     amp: bool = False
     checkpoint_every: int = 0
+    dist_backend: str = "auto"  # torch.distributed backend with several workers: gloo, nccl
     out: str | None = None
     quiet: bool = False
 
@@ -133,6 +134,7 @@ class TrainConfig:
             "co_guard": ("off", "warn", "rollback", "stop"),
             "optimizer": ("sgd", "adam"),
             "augment": (None, "none", "crop-flip"),
+            "dist_backend": ("auto", "gloo", "nccl"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
