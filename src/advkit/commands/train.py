@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from advkit import runs
+from advkit.commands.workers import add_worker_options, restarted
 from advkit.config import TrainConfig, load_config
 from advkit.data import DATASETS
+from advkit.distributed.world import World, current_rank
 from advkit.methods import METHODS
 from advkit.models import MODELS
 from advkit.recipes import recipe_names
@@ -113,6 +115,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"bool": True},
     ),
     "checkpoint_every": ("also checkpoint every N batches (0: once per epoch)", {}),
+    "dist_backend": (
+        "torch.distributed backend with several workers: auto (gloo on CPU, nccl on CUDA), "
+        "gloo or nccl",
+        {"choices": ["auto", "gloo", "nccl"]},
+    ),
 }
 
 
@@ -133,6 +140,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its "
                         "last checkpoint (its config.yaml is used)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+    add_worker_options(parser)
     for field, (help_text, extra) in OPTIONS.items():
         flag = "--" + field.replace("_", "-")
         if extra.get("bool"):
@@ -142,15 +150,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             choices = _choices(field) if "choices" in extra and extra["choices"] is None else (
                 extra.get("choices"))  # fmt: skip
             parser.add_argument(flag, default=None, choices=choices, help=help_text)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, precheck=check_before_launch)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_before_launch(args: argparse.Namespace, workers: int) -> None:
+    """What would fail on every worker, said once before any is started."""
+    config = _resolve(args)[0]
+    World(0, workers).check_divides(config.batch_size)
+
+
+def _resolve(args: argparse.Namespace) -> tuple[TrainConfig, Path, bool]:
+    """(config, run folder, whether to resume it) from the command line."""
     overrides = {
         field: getattr(args, field)
         for field in [*OPTIONS, "quiet"]
         if getattr(args, field) is not None
     }
+    resume_run = bool(args.resume)
     if args.resume:
         run_dir = Path(args.resume)
         if not (run_dir / runs.CONFIG_FILE).is_file():
@@ -161,17 +177,28 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
         run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
         config.out = str(run_dir)
-        if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists():
+        checkpoint = run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
+        if restarted() and checkpoint.exists():
+            # Restarted by the elastic launcher after a worker died: continue, do not start over.
+            resume_run = True
+        elif checkpoint.exists():
             raise ValueError(
                 f"{run_dir} already holds a run: continue it with "
                 f"`advkit train --resume {run_dir}` or choose another --out"
             )
+    return config, run_dir, resume_run
+
+
+def run(args: argparse.Namespace) -> int:
+    config, run_dir, resume_run = _resolve(args)
     try:
-        result = train(config, run_dir, resume=bool(args.resume))
+        result = train(config, run_dir, resume=resume_run)
     except TrainingInterrupted as stopped:
-        print(f"advkit train: {stopped}", file=sys.stderr)
+        if current_rank() == 0:
+            print(f"advkit train: {stopped}", file=sys.stderr)
         return 130
-    print(summarize(result.metadata, run_dir))
+    if current_rank() == 0:
+        print(summarize(result.metadata, run_dir))
     return 0
 
 

@@ -25,6 +25,8 @@ log = logging.getLogger("advkit.distributed")
 
 #: Seconds the launcher gives workers to checkpoint after SIGTERM/SIGINT before killing them.
 SHUTDOWN_SECONDS = 60
+#: Seconds the nodes wait for each other at the rendezvous (env ADVKIT_RDZV_TIMEOUT).
+RDZV_TIMEOUT = int(os.environ.get("ADVKIT_RDZV_TIMEOUT", "300"))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -53,21 +55,40 @@ def worker_threads(nproc: int) -> int:
 
 
 def launch_local(
-    argv: Sequence[str], nproc: int, *, max_restarts: int = 0, rdzv_endpoint: str | None = None
+    argv: Sequence[str],
+    nproc: int,
+    *,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
+    max_restarts: int = 0,
+    rdzv_timeout: int = RDZV_TIMEOUT,
 ) -> int:
-    """Run ``python -m advkit <argv>`` on ``nproc`` local workers; returns the exit code.
+    """Run ``python -m advkit <argv>`` on ``nproc`` workers of this node; returns the exit code.
 
-    A worker that fails is reported in one line (its own message is printed above by it); the
-    launcher stops the others, so nothing hangs.
+    With ``nnodes`` > 1 every node runs this with the same ``rdzv_endpoint`` and they meet there
+    (c10d rendezvous). A worker that fails is reported in one line (its own message is printed
+    above by it); the launcher stops the others, so nothing hangs.
     """
     check_nproc(nproc)
     if max_restarts < 0:
         raise DistributedError(f"--max-restarts must be >= 0, got {max_restarts}")
+    if nnodes < 1:
+        raise DistributedError(f"--nnodes must be >= 1 machines, got {nnodes}")
+    if nnodes > 1 and not rdzv_endpoint:
+        raise DistributedError(
+            "--nnodes > 1 needs --rdzv-endpoint HOST:PORT, the same on every node (the first "
+            "node's address and a free port)"
+        )
     os.environ.setdefault("OMP_NUM_THREADS", str(worker_threads(nproc)))
+    if not log.isEnabledFor(logging.DEBUG):  # a failure is summarized in one line below
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     endpoint = rdzv_endpoint or f"127.0.0.1:{free_port()}"
+    _check_endpoint(endpoint)
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"advkit-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d", rdzv_endpoint=endpoint, max_restarts=max_restarts,
+        min_nodes=nnodes, max_nodes=nnodes, nproc_per_node=nproc,
+        run_id=os.environ.get("ADVKIT_RUN_ID") or f"advkit-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d", rdzv_endpoint=endpoint, rdzv_timeout=rdzv_timeout,
+        rdzv_configs={"join_timeout": rdzv_timeout}, max_restarts=max_restarts,
         monitor_interval=0.2, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS,
     )  # fmt: skip
     try:
@@ -84,5 +105,17 @@ def launch_local(
         )
         return code if code > 0 else 1
     except RendezvousError as error:
-        raise DistributedError(f"the workers could not meet at {endpoint}: {error}") from None
+        raise DistributedError(
+            f"the nodes could not meet at the rendezvous {endpoint} ({type(error).__name__}: "
+            f"{error}); check that every node was given the same --rdzv-endpoint, that the "
+            "host is reachable and that the port is free on it"
+        ) from None
     return 0
+
+
+def _check_endpoint(endpoint: str) -> None:
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DistributedError(
+            f"--rdzv-endpoint must be HOST:PORT, e.g. 10.0.0.1:29400, got {endpoint!r}"
+        )

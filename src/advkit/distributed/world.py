@@ -70,7 +70,7 @@ class World:
             return model
         device = next(model.parameters()).device
         device_ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
     def average_buffers(self, model: nn.Module) -> None:
         """Average floating-point buffers (BatchNorm running statistics) over the workers."""
@@ -132,6 +132,13 @@ def _env_int(name: str, default: int) -> int:
         raise DistributedError(f"${name} must be an integer, got {os.environ[name]!r}") from None
 
 
+def current_rank() -> int:
+    """This process's rank: from the process group if one is up, else the launcher's $RANK."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return _env_int("RANK", 0)
+
+
 def timeout_seconds() -> float:
     """The collectives' timeout: $ADVKIT_DIST_TIMEOUT seconds, else ``DEFAULT_TIMEOUT``."""
     text = os.environ.get("ADVKIT_DIST_TIMEOUT")
@@ -186,9 +193,30 @@ def init_world(device: torch.device, backend: str = "auto") -> World:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     chosen = pick_backend(backend, device)
-    dist.init_process_group(chosen, timeout=timedelta(seconds=timeout_seconds()))
+    timeout = timedelta(seconds=timeout_seconds())
+    dist.init_process_group(
+        chosen, store=_attempt_store(world, timeout), rank=world.rank, world_size=world.size,
+        timeout=timeout,
+    )  # fmt: skip
     log.debug("rank %d of %d joined the %s process group", world.rank, world.size, chosen)
     return world
+
+
+def _attempt_store(world: World, timeout: timedelta) -> dist.Store:
+    """The env:// store, with keys private to this launch attempt.
+
+    After a restart, torch's elastic agent hands the workers the store of the first attempt
+    again; its keys (each rank's gloo address) are stale, and a worker that reads its peer's
+    old address before the peer rewrote it fails to connect. A prefix per attempt
+    (``TORCHELASTIC_RESTART_COUNT``) keeps each attempt's keys apart.
+    """
+    hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" and world.rank == 0
+    store = dist.TCPStore(
+        os.environ.get("MASTER_ADDR", "127.0.0.1"), _env_int("MASTER_PORT", 29500),
+        world.size, is_master=hosts, timeout=timeout,
+    )  # fmt: skip
+    attempt = _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+    return dist.PrefixStore(f"advkit/attempt_{attempt}", store)
 
 
 def close_world(world: World) -> None:
