@@ -29,8 +29,8 @@ TRAIN = ["train", "--subset", "768", "--val-size", "256", "--val-examples", "64"
 
 
 def advkit(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    env = os.environ | {"PYTHONPATH": str(REPO / "src"), "ADVKIT_DIST_TIMEOUT": "60",
-                        "ADVKIT_RDZV_TIMEOUT": "60", "OMP_NUM_THREADS": "1"} | (env or {})  # fmt: skip
+    short = {"ADVKIT_DIST_TIMEOUT": "60", "ADVKIT_RDZV_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
+    env = os.environ | {"PYTHONPATH": str(REPO / "src")} | short | (env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "advkit", *args], env=env, cwd=REPO, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
