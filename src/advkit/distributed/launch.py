@@ -14,7 +14,10 @@ import socket
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 
+from torch.distributed import TCPStore
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.elastic.rendezvous.api import RendezvousError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -25,6 +28,8 @@ log = logging.getLogger("advkit.distributed")
 
 #: Seconds the launcher gives workers to checkpoint after SIGTERM/SIGINT before killing them.
 SHUTDOWN_SECONDS = 60
+#: Seconds to wait for an answer from a busy local port that may be another node's rendezvous.
+PROBE_SECONDS = 10
 #: Seconds the nodes wait for each other at the rendezvous (env ADVKIT_RDZV_TIMEOUT).
 RDZV_TIMEOUT = int(os.environ.get("ADVKIT_RDZV_TIMEOUT", "300"))
 
@@ -81,9 +86,9 @@ def launch_local(
         )
     os.environ.setdefault("OMP_NUM_THREADS", str(worker_threads(nproc)))
     if not log.isEnabledFor(logging.DEBUG):  # a failure is summarized in one line below
-        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+        _quiet_torch_elastic()
     endpoint = rdzv_endpoint or f"127.0.0.1:{free_port()}"
-    _check_endpoint(endpoint)
+    check_rendezvous(endpoint, nnodes, rdzv_timeout)
     config = LaunchConfig(
         min_nodes=nnodes, max_nodes=nnodes, nproc_per_node=nproc,
         run_id=os.environ.get("ADVKIT_RUN_ID") or f"advkit-{uuid.uuid4().hex[:8]}",
@@ -104,6 +109,9 @@ def launch_local(
             file=sys.stderr,
         )
         return code if code > 0 else 1
+    except SignalException as stop:
+        # The launcher passed SIGTERM/SIGINT on; the workers checkpointed and said so.
+        return 128 + int(stop.sigval)
     except RendezvousError as error:
         raise DistributedError(
             f"the nodes could not meet at the rendezvous {endpoint} ({type(error).__name__}: "
@@ -113,9 +121,61 @@ def launch_local(
     return 0
 
 
-def _check_endpoint(endpoint: str) -> None:
-    host, _, port = endpoint.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+def _quiet_torch_elastic() -> None:
+    """torch's launcher logs each failure in several lines; advkit says it in one."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+
+
+def check_rendezvous(endpoint: str, nnodes: int, timeout: float) -> None:
+    """Fail in one line, before any worker starts, where torch's launcher would hang or
+    print a traceback: a malformed endpoint, a local port taken by something else, a remote
+    rendezvous host that does not answer within ``timeout`` seconds."""
+    host, _, port_text = endpoint.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise DistributedError(
             f"--rdzv-endpoint must be HOST:PORT, e.g. 10.0.0.1:29400, got {endpoint!r}"
         )
+    port = int(port_text)
+    if _is_local(host):
+        if _can_bind(host, port):
+            return  # this node will host the rendezvous
+        if nnodes == 1 or not _store_answers(host, port, PROBE_SECONDS):
+            raise DistributedError(
+                f"port {port} on {host} is in use by another program: choose a free port in "
+                "--rdzv-endpoint (or leave it out on one machine)"
+            )
+    elif not _store_answers(host, port, timeout):
+        raise DistributedError(
+            f"no rendezvous answered at {endpoint} within {timeout:g} s: start the node that "
+            "hosts it first, and check the address, the port and the firewall"
+        )
+
+
+def _is_local(host: str) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+def _can_bind(host: str, port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+        return True
+    except OSError:
+        return False
+
+
+def _store_answers(host: str, port: int, seconds: float) -> bool:
+    """Whether a torch TCPStore (the c10d rendezvous) answers at host:port."""
+    try:
+        TCPStore(host, port, is_master=False, timeout=timedelta(seconds=seconds))
+    except (RuntimeError, OSError, ValueError):  # DistStoreError / DistNetworkError
+        return False
+    return True
