@@ -130,3 +130,56 @@ def test_launcher_mistakes_are_one_line(tmp_path, args, message):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
+
+
+def wait_for_checkpoint(launcher: subprocess.Popen, run: Path) -> None:
+    checkpoint = run / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and time.monotonic() < deadline and launcher.poll() is None:
+        time.sleep(0.05)
+    assert launcher.poll() is None, "the run ended before the signal"
+
+
+def test_sigterm_to_the_launcher_checkpoints_and_the_resumed_run_ends_the_same(
+    straight_run, tmp_path
+):
+    run = tmp_path / "stopped"
+    launcher = advkit(*TRAIN, "--nproc", "2", "--checkpoint-every", "2", "--out", str(run))
+    wait_for_checkpoint(launcher, run)
+    launcher.send_signal(signal.SIGTERM)
+    code, _, err = finish(launcher)
+    assert code == 128 + signal.SIGTERM, err
+    assert err.count("checkpoint saved") == 1, err  # rank 0 alone says it
+    code, _, err = finish(advkit("train", "--resume", str(run), "--nproc", "2"))
+    assert code == 0, err
+    for name, value in weights(straight_run).items():
+        assert torch.equal(value, weights(run)[name]), name
+
+
+def test_a_worker_dying_without_restarts_stops_the_others_with_one_line(tmp_path):
+    run = tmp_path / "dies"
+    launcher = advkit(*TRAIN, "--nproc", "2", "--checkpoint-every", "2", "--out", str(run))
+    wait_for_checkpoint(launcher, run)
+    victim = worker_of_rank(launcher.pid, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    code, _, err = finish(launcher, timeout=120)
+    assert code != 0
+    assert "worker 1 of 2 was killed by signal 9" in err.strip().splitlines()[-1], err
+
+
+def test_a_busy_port_is_refused_before_any_worker_starts(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        endpoint = f"127.0.0.1:{port}"
+        launched = advkit(*TRAIN, "--nproc", "2", "--rdzv-endpoint", endpoint, "--out", "x")
+        code, _, err = finish(launched)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"advkit train: error: port {port} on 127.0.0.1 is in use by another program: choose a "
+        "free port in --rdzv-endpoint (or leave it out on one machine)"
+    ]
