@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from advkit import __version__
+from advkit.commands.workers import launch, wants_launch
+from advkit.distributed.world import current_rank
 from advkit.errors import UserError
 
 #: modules under advkit.commands, each with ``add_parser(subparsers)``; order = help order.
@@ -55,12 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_worker = current_rank() != 0 and not args.verbose  # only rank 0 logs progress
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet_worker else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
+        if wants_launch(args):
+            return launch(args, sys.argv[1:] if argv is None else argv)
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("advkit: interrupted", file=sys.stderr)

@@ -63,6 +63,7 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "co_guard": ("off", "warn", "rollback", "stop"),
     "optimizer": ("sgd", "adam"),
     "augment": (None, "none", "crop-flip"),
+    "dist_backend": ("auto", "gloo", "nccl"),
 }
 
 
@@ -121,6 +122,7 @@ class TrainConfig:
     compile: bool = False
     amp: bool = False
     checkpoint_every: int = 0
+    dist_backend: str = "auto"  # torch.distributed backend with several workers: gloo, nccl
     out: str | None = None
     quiet: bool = False
 
@@ -207,7 +209,7 @@ class TrainConfig:
 #: stops, its checks steer the run.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "data_dir", "out", "device", "quiet", "checkpoint_every", "compile",
-     "channels_last", "co_check_every"}
+     "channels_last", "co_check_every", "dist_backend"}
 )  # fmt: skip
 
 #: What of the run the other fields define, for the message refusing their change on resume.

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from advkit.distributed.world import current_rank
 from advkit.runs import RunError
 
 LOCK_FILE = ".lock"
@@ -71,7 +72,12 @@ def hold_run(run_dir: str | Path, purpose: str, *, hint: str = "") -> Iterator[N
     Raises :class:`RunLocked` at once, without waiting, when another process holds the folder.
     The lock file is removed on release, and the folder too if this hold created it and nothing
     was written into it (a run that failed to start leaves nothing behind).
+
+    Among distributed workers, rank 0 holds the folder for all of them (the others never write).
     """
+    if current_rank() != 0:
+        yield
+        return
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     try:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from advkit.errors import BudgetError, InputError
+from advkit.noise import GLOBAL_NOISE, Noise
 from advkit.registry import Registry
 
 THREATS: Registry[type[ThreatModel]] = Registry("norm")
@@ -35,9 +36,11 @@ class ThreatModel(ABC):
         """Per-sample norm of a perturbation batch, shape (N,)."""
 
     @abstractmethod
-    def sample_ball(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
+    def sample_ball(
+        self, inputs: Tensor, eps: Tensor | float, noise: Noise = GLOBAL_NOISE
+    ) -> Tensor:
         """A perturbation drawn uniformly from the eps-ball, shaped like ``inputs``; not clipped to
-        the [0, 1] box."""
+        the [0, 1] box. ``noise`` supplies the random draws (torch's global RNG by default)."""
 
     @abstractmethod
     def ascent(self, delta: Tensor, grad: Tensor, step_size: Tensor | float) -> Tensor:
@@ -52,10 +55,12 @@ class ThreatModel(ABC):
         """The largest distance in this norm between two inputs of ``input_shape`` (C, H, W) in
         [0, 1]: a larger radius holds every input. None when it depends on an unknown shape."""
 
-    def random_init(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
+    def random_init(
+        self, inputs: Tensor, eps: Tensor | float, noise: Noise = GLOBAL_NOISE
+    ) -> Tensor:
         """A random perturbation inside the ball and the box: ``sample_ball`` clipped so that
         ``inputs + delta`` lies in [0, 1]."""
-        return (inputs + self.sample_ball(inputs, eps)).clamp_(0.0, 1.0).sub_(inputs)
+        return (inputs + self.sample_ball(inputs, eps, noise)).clamp_(0.0, 1.0).sub_(inputs)
 
     def project(self, delta: Tensor, inputs: Tensor, eps: Tensor | float) -> Tensor:
         """Project onto the ball, then clip so that ``inputs + delta`` lies in [0, 1].
@@ -74,8 +79,10 @@ class LinfThreat(ThreatModel):
     def norm(self, delta: Tensor) -> Tensor:
         return delta.flatten(1).abs().amax(dim=1)
 
-    def sample_ball(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
-        return (torch.rand_like(inputs) * 2 - 1) * _as_batch(eps, inputs)
+    def sample_ball(
+        self, inputs: Tensor, eps: Tensor | float, noise: Noise = GLOBAL_NOISE
+    ) -> Tensor:
+        return (noise.uniform_like(inputs) * 2 - 1) * _as_batch(eps, inputs)
 
     def ascent(self, delta: Tensor, grad: Tensor, step_size: Tensor | float) -> Tensor:
         return delta + _as_batch(step_size, delta) * grad.sign()
@@ -97,12 +104,15 @@ class L2Threat(ThreatModel):
     def norm(self, delta: Tensor) -> Tensor:
         return delta.flatten(1).norm(p=2, dim=1)
 
-    def sample_ball(self, inputs: Tensor, eps: Tensor | float) -> Tensor:
+    def sample_ball(
+        self, inputs: Tensor, eps: Tensor | float, noise: Noise = GLOBAL_NOISE
+    ) -> Tensor:
         # Uniform in the ball: a Gaussian direction, radius eps * U^(1/d).
-        direction = torch.randn_like(inputs)
+        direction = noise.normal_like(inputs)
         direction = direction / _per_sample(self.norm(direction).clamp_min(1e-12), inputs)
         dim = inputs[0].numel()
-        radius = torch.rand(inputs.shape[0], device=inputs.device, dtype=inputs.dtype) ** (1 / dim)
+        radius = noise.uniform(inputs.shape[:1], device=inputs.device, dtype=inputs.dtype)
+        radius = radius ** (1 / dim)
         return direction * _per_sample(radius, inputs) * _as_batch(eps, inputs)
 
     def ascent(self, delta: Tensor, grad: Tensor, step_size: Tensor | float) -> Tensor:

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from advkit import runs
+from advkit.commands.workers import add_worker_options, restarted
 from advkit.config import CHOICES, RESUMABLE_FIELDS, TrainConfig, load_config, read_config_file
 from advkit.data import DATASETS
+from advkit.distributed.world import World, current_rank
 from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
 from advkit.models import MODELS
@@ -125,6 +127,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"bool": True},
     ),
     "checkpoint_every": ("also checkpoint every N batches (0: once per epoch)", {}),
+    "dist_backend": (
+        "torch.distributed backend with several workers: auto (gloo on CPU, nccl on CUDA), "
+        "gloo or nccl",
+        {},
+    ),
 }
 
 
@@ -180,6 +187,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         f"last checkpoint with its config.yaml; options (and --config) may change "
                         f"only {resumable}; others must equal the run's")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
+    add_worker_options(parser)
     for field, (_, extra) in OPTIONS.items():
         flag = "--" + field.replace("_", "-")
         if extra.get("bool"):
@@ -187,15 +195,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                 help=help_text(field))  # fmt: skip
         else:
             parser.add_argument(flag, default=None, choices=choices(field), help=help_text(field))
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, precheck=check_before_launch)
 
 
-def run(args: argparse.Namespace) -> int:
-    overrides = {
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         field: getattr(args, field)
         for field in [*OPTIONS, "quiet"]
         if getattr(args, field) is not None
     }
+
+
+def check_before_launch(args: argparse.Namespace, workers: int) -> None:
+    """What would fail on every worker, said once before any is started."""
+    if args.resume:
+        config = load_config(Path(args.resume) / runs.CONFIG_FILE, complete=True)
+    else:
+        config = load_config(args.config, _overrides(args))
+    World(0, workers).check_divides(config.batch_size)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = _overrides(args)
     if args.resume:
         return _resume(args, overrides)
     config = load_config(args.config, overrides)
@@ -203,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
     config.out = str(run_dir)
     with hold_run(run_dir, "advkit train", hint=" or choose another --out"):
         if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists():
+            if restarted():  # the elastic launcher restarted the workers: continue the run
+                return _train(config, run_dir, resume=True)
             raise ValueError(
                 f"{run_dir} already holds a run: continue it with "
                 f"`advkit train --resume {run_dir}` or choose another --out"
@@ -233,12 +256,15 @@ def _resume(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
 
 def _train(config: TrainConfig, run_dir: Path, *, resume: bool) -> int:
+    """Train (every worker calls this); rank 0 alone reports."""
     try:
         result = train(config, run_dir, resume=resume)
     except TrainingInterrupted as stopped:
-        print(f"advkit train: {stopped}", file=sys.stderr)
+        if current_rank() == 0:
+            print(f"advkit train: {stopped}", file=sys.stderr)
         return 130
-    print(summarize(result.metadata, run_dir))
+    if current_rank() == 0:
+        print(summarize(result.metadata, run_dir))
     return 0
 
 

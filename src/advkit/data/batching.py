@@ -1,8 +1,8 @@
 """Resumable batch iteration over in-memory data, with whole-batch GPU-friendly augmentation.
 
-The shuffle order depends only on ``(seed, epoch)`` and augmentation draws from the global torch
-RNG of the data's device, so a trainer checkpoint (epoch, batch index, RNG states) can resume
-mid-epoch and see exactly the batches it would have seen.
+The shuffle order depends only on ``(seed, epoch)``, and augmentation draws from a ``Noise``
+(torch's global RNG unless the caller keys it per sample, as the trainer does), so a trainer
+checkpoint can resume mid-epoch and see exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -15,33 +15,35 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from advkit.data.tensors import TensorData
+from advkit.noise import GLOBAL_NOISE, Noise
 from advkit.registry import Registry
 
-AUGMENTATIONS: Registry[Callable[[Tensor], Tensor]] = Registry("augmentation")
+#: name -> augmentation(inputs, noise): a float batch in, the augmented batch out.
+AUGMENTATIONS: Registry[Callable[[Tensor, Noise], Tensor]] = Registry("augmentation")
 
 CROP_PADDING = 4
 
 
 @AUGMENTATIONS.register("none")
-def _no_augment(inputs: Tensor) -> Tensor:
+def _no_augment(inputs: Tensor, noise: Noise = GLOBAL_NOISE) -> Tensor:
+    del noise
     return inputs
 
 
 @AUGMENTATIONS.register("crop-flip")
-def crop_flip(inputs: Tensor, padding: int = CROP_PADDING) -> Tensor:
+def crop_flip(inputs: Tensor, noise: Noise = GLOBAL_NOISE, padding: int = CROP_PADDING) -> Tensor:
     """Random crop from the zero-padded image plus random horizontal flip, per sample.
 
-    One gather over the whole batch (no per-sample Python), random numbers from the global RNG
-    of the inputs' device.
+    One gather over the whole batch (no per-sample Python); the random numbers come from
+    ``noise`` on the inputs' device.
     """
     n, c, h, w = inputs.shape
     if n == 0:
         return inputs
     device = inputs.device
     padded = F.pad(inputs, (padding, padding, padding, padding))
-    top = torch.randint(0, 2 * padding + 1, (n,), device=device)
-    left = torch.randint(0, 2 * padding + 1, (n,), device=device)
-    flip = torch.randint(0, 2, (n,), device=device).bool()
+    top, left = noise.integers(2 * padding + 1, (n, 2), device=device).unbind(1)
+    flip = noise.integers(2, (n,), device=device).bool()
     cols = torch.arange(w, device=device)
     rows = top[:, None] + torch.arange(h, device=device)  # (n, h)
     cols = left[:, None] + torch.where(flip[:, None], w - 1 - cols, cols)  # (n, w)
@@ -50,9 +52,9 @@ def crop_flip(inputs: Tensor, padding: int = CROP_PADDING) -> Tensor:
     return padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def augment_batch(inputs: Tensor, kind: str) -> Tensor:
+def augment_batch(inputs: Tensor, kind: str, noise: Noise = GLOBAL_NOISE) -> Tensor:
     """Apply the augmentation registered as ``kind`` ("none" or "crop-flip") to a float batch."""
-    return AUGMENTATIONS.get(kind)(inputs)
+    return AUGMENTATIONS.get(kind)(inputs, noise)
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:

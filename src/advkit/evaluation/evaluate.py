@@ -3,7 +3,9 @@
 A sample is robust to an attack when it is correctly classified clean *and* under the attack, so
 robust accuracy (over all evaluated samples) is never above clean accuracy. Attacks only run on
 the samples classified correctly, in chunks of ``batch_size``; before each chunk torch's RNG is
-seeded from (seed, attack, chunk) so a resumed evaluation reproduces an uninterrupted one.
+seeded from (seed, attack, chunk) so a resumed evaluation reproduces an uninterrupted one, and
+so that W workers, each taking every W-th chunk, reproduce one process: their per-sample
+outcomes are summed over the workers after each pass (no padding, no sample counted twice).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from advkit.attacks import AttackStage, attack_mode, cascade
+from advkit.distributed import World
 from advkit.evaluation.state import EvalState
 from advkit.evaluation.suites import AttackEntry, Suite, build_suite
 from advkit.threat import check_budget, check_unit_range, get_threat
@@ -88,6 +91,7 @@ def evaluate(
     seed: int = 0,
     state_path: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
+    world: World | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` against the attacks of ``suite`` at radius ``eps`` (pixel units).
 
@@ -98,7 +102,10 @@ def evaluate(
         state_path: save per-sample results after every chunk there and resume from it; the file
             is deleted once the evaluation completes.
         progress: called with a ``Progress`` after every chunk (for progress bars).
+        world: the workers sharing the evaluation (every one calls ``evaluate``; each returns
+            the whole result). Each keeps its own ``state_path`` (give each rank its own file).
     """
+    world = world or World()
     if isinstance(suite, str):
         suite = build_suite(suite, eps=eps, norm=norm, seed=seed)
     images, labels = _as_tensors(inputs_or_data, labels)
@@ -107,7 +114,7 @@ def evaluate(
         raise ValueError(f"batch size must be >= 1 (samples per batch), got {batch_size}")
     key: dict[str, Any] = {
         "suite": suite.name, "eps": float(eps), "norm": norm, "n_examples": len(labels),
-        "seed": int(seed), "batch_size": int(batch_size),
+        "seed": int(seed), "batch_size": int(batch_size), "world": [world.rank, world.size],
     }  # fmt: skip
     if state_path is not None:  # never resume with other weights or other test images
         key["model"] = _fingerprint(model.state_dict().items())
@@ -116,7 +123,7 @@ def evaluate(
     phases = 1 if suite.cascade else len(suite.attacks)
     runner = _Runner(
         model, images, labels, state, eps=float(eps), norm=norm, seed=seed,
-        batch_size=batch_size, phases=phases, progress=progress,
+        batch_size=batch_size, phases=phases, progress=progress, world=world,
     )  # fmt: skip
     clean = runner.clean_pass()
     correct = clean.nonzero().squeeze(1)
@@ -153,8 +160,10 @@ class _Runner:
         batch_size: int,
         phases: int,
         progress: ProgressFn | None,
+        world: World,
     ) -> None:
         self.model, self.images, self.labels, self.state = model, images, labels, state
+        self.world = world
         self.device = model_device(model)
         self.seed, self.batch_size = seed, batch_size
         self.phases, self.progress = phases, progress
@@ -169,24 +178,27 @@ class _Runner:
     def clean_pass(self) -> Tensor:
         n = len(self.labels)
         clean = self.state.values.setdefault(CLEAN, torch.zeros(n, dtype=torch.bool))
-        for chunk, index in enumerate(_chunks(torch.arange(n), self.batch_size)):
+        mine = torch.zeros(n, dtype=torch.bool)
+        for chunk, index in self._my_chunks(torch.arange(n), mine):
             if not self._skip(CLEAN, chunk):
                 x, y = self._batch(index)
                 clean[index] = predict(self.model, x).eq(y).cpu()
                 self._finish(CLEAN, chunk)
-        return clean.clone()
+        self.state.values[CLEAN] = self._combine(clean, mine)
+        return self.state.values[CLEAN].clone()
 
     def attack_pass(self, entry: AttackEntry, correct: Tensor) -> Tensor:
         clean = self.state.values[CLEAN]
         robust = self.state.values.setdefault(entry.name, clean.clone())
-        for chunk, index in enumerate(_chunks(correct, self.batch_size)):
+        mine = torch.zeros(len(clean), dtype=torch.bool)
+        for chunk, index in self._my_chunks(correct, mine):
             if not self._skip(entry.name, chunk):
                 x, y = self._batch(index)
                 with self._seeded(entry.name, chunk):
                     adversarial = entry.attack(self.model, x, y)
                 robust[index] = self._still_correct(x, adversarial, y)
                 self._finish(entry.name, chunk)
-        return robust.clone()
+        return self._combine(robust, mine)
 
     def cascade_pass(self, suite: Suite, correct: Tensor) -> dict[str, Tensor]:
         clean = self.state.values[CLEAN]
@@ -194,7 +206,8 @@ class _Runner:
         robust = {name: self.state.values.setdefault(name, clean.clone()) for name in names}
         stages = [AttackStage(entry.name, entry.attack) for entry in suite.attacks]
         eps, norm = self.budget
-        for chunk, index in enumerate(_chunks(correct, self.batch_size)):
+        mine = torch.zeros(len(clean), dtype=torch.bool)
+        for chunk, index in self._my_chunks(correct, mine):
             if not self._skip(CASCADE, chunk):
                 x, y = self._batch(index)
                 with self._seeded(CASCADE, chunk):
@@ -204,7 +217,23 @@ class _Runner:
                 for name, mask in zip(names, outcome.robust_masks.cpu(), strict=True):
                     robust[name][index] = mask
                 self._finish(CASCADE, chunk)
-        return {name: values.clone() for name, values in robust.items()}
+        return {name: self._combine(values, mine) for name, values in robust.items()}
+
+    def _my_chunks(self, index: Tensor, mine: Tensor) -> Iterator[tuple[int, Tensor]]:
+        """(number, sample indices) of this worker's chunks: every W-th, marked in ``mine``."""
+        for chunk, part in enumerate(_chunks(index, self.batch_size)):
+            if chunk % self.world.size == self.world.rank:
+                mine[part] = True
+                yield chunk, part
+
+    def _combine(self, values: Tensor, mine: Tensor) -> Tensor:
+        """Every worker's outcomes for its own samples, joined (a copy; alone, ``values``)."""
+        if self.world.size == 1:
+            return values.clone()
+        # int32 counts travel on every backend (NCCL needs them on the GPU).
+        counts = (values & mine).to(device=self.device, dtype=torch.int32)
+        combined = self.world.all_reduce_sum(counts).cpu().bool()
+        return torch.where(mine, values, combined)
 
     def _still_correct(self, inputs: Tensor, adversarial: Tensor, labels: Tensor) -> Tensor:
         _check_budget(inputs, adversarial, *self.budget)
@@ -222,8 +251,10 @@ class _Runner:
             yield
 
     def set_total(self, correct: Tensor) -> None:
-        """Once clean accuracy is known: the chunks of the whole evaluation."""
-        self.total = self.done + self.phases * _count_chunks(len(correct), self.batch_size)
+        """Once clean accuracy is known: this worker's chunks of the whole evaluation."""
+        chunks = _count_chunks(len(correct), self.batch_size)
+        mine = len(range(self.world.rank, chunks, self.world.size))
+        self.total = self.done + self.phases * mine
 
     def _skip(self, phase: str, chunk: int) -> bool:
         if not self.state.is_done(phase, chunk):

@@ -17,6 +17,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from advkit.noise import GLOBAL_NOISE, Noise
 from advkit.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("training method")
@@ -35,6 +36,9 @@ class StepContext:
             reads its perturbation's gradient from the same backward).
         eps: the perturbation radius for this step, in pixel units, after any eps warm-up.
         epoch: 0-based epoch. step: 0-based index of the batch in the whole run.
+        noise: the source of the step's random draws (attack starts). The trainer keys it to the
+            run's seed, the step and each sample's dataset index, so a sample gets the same draws
+            on whichever worker holds it; outside the trainer it is torch's global RNG.
     """
 
     model: nn.Module
@@ -43,6 +47,7 @@ class StepContext:
     eps: float
     epoch: int = 0
     step: int = 0
+    noise: Noise = GLOBAL_NOISE
 
 
 @dataclass

@@ -68,11 +68,11 @@ class FastTraining(Method):
         step_size = 1.25 * ctx.eps if self.step_size is None else self.step_size
         step_size *= self.step_scale  # shrunk by the catastrophic-overfitting guard
         if self.init == "random":
-            start = threat.random_init(inputs, ctx.eps)
+            start = threat.random_init(inputs, ctx.eps, ctx.noise)
         elif self.init == "previous":
             start = threat.project(self._previous.read(inputs), inputs, ctx.eps)
         elif self.init == "ball":
-            start = threat.sample_ball(inputs, ctx.eps)
+            start = threat.sample_ball(inputs, ctx.eps, ctx.noise)
         else:
             start = torch.zeros_like(inputs)
         with attack_mode(ctx.attack_model, train=self.attack_train_mode):

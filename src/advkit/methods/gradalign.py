@@ -69,7 +69,7 @@ class GradAlignTraining(Method):
         loss = self.criterion(logits, labels)
         metrics: dict[str, Tensor] = {}
         if regularize:
-            eta = threat.random_init(inputs, ctx.eps)
+            eta = threat.random_init(inputs, ctx.eps, ctx.noise)
             grad_eta = _input_grad(ctx.attack_model, inputs, eta, labels, create_graph=True)
             misalignment, mean_cos = _misalignment(grad_x, grad_eta)
             regularizer = self.grad_align_lambda * misalignment

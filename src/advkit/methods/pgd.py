@@ -55,7 +55,9 @@ class PGDTraining(Method):
         step_size = 2.5 * ctx.eps / self.steps if self.step_size is None else self.step_size
         step_size *= self.step_scale
         start = (
-            threat.random_init(inputs, ctx.eps) if self.random_start else torch.zeros_like(inputs)
+            threat.random_init(inputs, ctx.eps, ctx.noise)
+            if self.random_start
+            else torch.zeros_like(inputs)
         )
         with attack_mode(ctx.attack_model, train=self.attack_train_mode):
             delta = pgd_delta(

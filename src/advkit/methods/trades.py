@@ -85,7 +85,7 @@ class TRADESTraining(Method):
         threat = get_threat(self.norm)
         step_size = 2.5 * ctx.eps / self.steps if self.step_size is None else self.step_size
         step_size *= self.step_scale
-        start = threat.project(0.001 * torch.randn_like(inputs), inputs, ctx.eps)
+        start = threat.project(0.001 * ctx.noise.normal_like(inputs), inputs, ctx.eps)
         with attack_mode(ctx.attack_model, train=self.attack_train_mode):
             with torch.no_grad():  # p(x) is the fixed target of the inner maximization
                 clean_log_probs = F.log_softmax(ctx.attack_model(inputs).float(), dim=1)

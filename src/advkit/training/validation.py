@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from advkit.attacks import pgd
-from advkit.data import TensorData, iterate_batches
+from advkit.data import TensorData, num_batches
+from advkit.distributed import World
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -19,36 +20,45 @@ MEASUREMENT_SEED = 0
 
 
 def accuracies(
-    model: nn.Module, data: TensorData, attacks: Mapping[str, Attack], batch_size: int = 256
+    model: nn.Module,
+    data: TensorData,
+    attacks: Mapping[str, Attack],
+    batch_size: int = 256,
+    world: World | None = None,
 ) -> dict[str, float]:
     """Accuracy on ``data`` clean (key "clean") and on each attack's adversarial inputs.
 
     The model is evaluated in eval mode and its mode restored; counts stay on the device until
     the end. Attacks run in the mapping's order on each batch. Their random draws come from a
-    fork of the global RNG seeded with ``MEASUREMENT_SEED``: the caller's RNG stream is left as
-    it was (so measuring during training, or measuring more often, does not change the training
-    run), and two calls on the same weights give the same numbers (so epochs are compared on the
-    same random starts, not on noise).
+    fork of the global RNG seeded from ``MEASUREMENT_SEED`` and the batch's index: the caller's
+    RNG stream is left as it was (so measuring during training, or measuring more often, does not
+    change the training run), two calls on the same weights give the same numbers (so epochs are
+    compared on the same random starts, not on noise), and with several workers (``world``) each
+    measures its share of the batches and the counts are summed: the numbers one process gets.
     """
+    world = world or World()
     device = data.images.device
-    hits = {name: torch.zeros((), dtype=torch.long, device=device) for name in ["clean", *attacks]}
+    hits = torch.zeros(1 + len(attacks), dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     fork_devices = [device] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(MEASUREMENT_SEED)
-            for inputs, labels in iterate_batches(data, batch_size):
-                batches = {"clean": inputs} | {
-                    name: attack(model, inputs, labels) for name, attack in attacks.items()
-                }
+            batches = range(num_batches(len(data), batch_size))
+            for b in batches[world.shard(len(batches))]:
+                torch.manual_seed(MEASUREMENT_SEED * 1_000_003 + b)
+                images = data.images[b * batch_size : (b + 1) * batch_size]
+                inputs = images.to(torch.float32).div_(255)
+                labels = data.labels[b * batch_size : (b + 1) * batch_size]
+                batches = [inputs] + [attack(model, inputs, labels) for attack in attacks.values()]
                 with torch.no_grad():
-                    for name, batch in batches.items():
-                        hits[name] += (model(batch).argmax(1) == labels).sum()
+                    for i, batch in enumerate(batches):
+                        hits[i] += (model(batch).argmax(1) == labels).sum()
     finally:
         model.train(was_training)
+    counts = world.all_reduce_sum(hits).tolist()
     n = max(len(data), 1)
-    return {name: count.item() / n for name, count in hits.items()}
+    return {name: count / n for name, count in zip(["clean", *attacks], counts, strict=True)}
 
 
 def robust_accuracy(
@@ -59,8 +69,9 @@ def robust_accuracy(
     norm: str = "linf",
     steps: int = 10,
     batch_size: int = 256,
+    world: World | None = None,
 ) -> tuple[float, float]:
     """(clean accuracy, accuracy under PGD-``steps`` with step 2.5 * eps / steps), model in eval."""
     attacks = {"pgd": partial(pgd, eps=eps, norm=norm, steps=steps)} if eps > 0 else {}
-    result = accuracies(model, data, attacks, batch_size)
+    result = accuracies(model, data, attacks, batch_size, world)
     return result["clean"], result.get("pgd", result["clean"])

@@ -1,0 +1,92 @@
+"""Writing the run folder: config, per-epoch metrics, checkpoints, best and final weights.
+
+Only the writer (rank 0, or the single process) touches the folder; on other workers, and
+without a folder, every call is a no-op. File names are in ``advkit.runs``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advkit import runs
+from advkit.config import TrainConfig, save_config
+from advkit.training.checkpoint import (
+    atomic_write,
+    load_weights,
+    save_json,
+    save_state,
+    save_weights,
+)
+from advkit.training.plots import plot_curves
+
+
+class RunWriter:
+    """The run folder as the trainer sees it."""
+
+    def __init__(self, run_dir: Path | None, *, enabled: bool = True) -> None:
+        self.run_dir = run_dir
+        self.enabled = enabled and run_dir is not None
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return (
+            None
+            if self.run_dir is None
+            else self.run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
+        )
+
+    @property
+    def best_path(self) -> Path | None:
+        return (
+            None if self.run_dir is None else self.run_dir / runs.CHECKPOINT_DIR / runs.BEST_WEIGHTS
+        )
+
+    def start(self, config: TrainConfig) -> None:
+        if self.enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / runs.CONFIG_FILE)
+
+    def history(self, records: list[dict[str, Any]]) -> None:
+        """metrics.jsonl rewritten whole (atomically): after a resume it matches the checkpoint."""
+        if not self.enabled:
+            return
+        lines = "".join(json.dumps(record) + "\n" for record in records)
+        atomic_write(self.run_dir / runs.METRICS_FILE, lambda tmp: tmp.write_text(lines))
+
+    def resumed(
+        self, epoch: int, batch: int, step: int, changes: dict[str, tuple[Any, Any]]
+    ) -> None:
+        """A line in resumes.jsonl: where the run was resumed and which options changed."""
+        if not self.enabled:
+            return
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epoch": epoch, "batch": batch,
+                  "step": step, "changes": {k: list(v) for k, v in changes.items()}}  # fmt: skip
+        with open(self.run_dir / runs.RESUMES_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        if self.enabled:
+            save_state(state, self.checkpoint_path)
+
+    def best(self, weights: dict[str, Tensor], epoch: int, metric: float) -> None:
+        if self.enabled:
+            save_weights(weights, self.best_path)
+            save_json({"epoch": epoch, "metric": metric}, self.best_path.with_name("best.json"))
+
+    def load_best(self, device: torch.device) -> dict[str, Tensor]:
+        return load_weights(self.best_path, device)
+
+    def final(
+        self, weights: dict[str, Tensor], metadata: dict[str, Any], records: list[dict[str, Any]],
+        title: str,
+    ) -> None:  # fmt: skip
+        if self.enabled:
+            save_weights(weights, self.run_dir / runs.MODEL_FILE)
+            save_json(metadata, self.run_dir / runs.META_FILE)
+            plot_curves(records, self.run_dir / "curves.png", title=title)

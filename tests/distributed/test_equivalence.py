@@ -1,0 +1,141 @@
+"""N workers train the model one process trains: every method, random starts and augmentation on.
+
+One spawn of two gloo workers runs all the checks of this module (each spawn costs seconds):
+the weights after a short run equal a single process's up to summation order, the two ranks
+hold bitwise-identical weights, sharded validation and train metrics are the single process's,
+and a run stopped on one rank and resumed on two ends with the uninterrupted weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from advkit.config import TrainConfig
+from advkit.data import load_dataset
+from advkit.distributed import World
+from advkit.training import Trainer, TrainingInterrupted
+from tests.conftest import FASHION_DIR
+from tests.distributed.spawn import run_workers
+
+pytestmark = pytest.mark.skipif(
+    not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST missing"
+)
+
+#: method -> extra config; every one draws random starts or noise where the method has any.
+METHODS: dict[str, dict[str, Any]] = {
+    "natural": {},
+    "pgd": {"steps": 2},
+    "free": {"replays": 2},
+    "fast": {"init": "random"},
+    "gradalign": {"grad_align_lambda": 0.5},
+    "trades": {"steps": 2},
+}
+
+
+def small_data():
+    return load_dataset("fashion-mnist", val_size=64, subset=320, seed=0)
+
+
+def config(method: str, **extra: Any) -> TrainConfig:
+    base = dict(
+        method=method, model="cnn-small", epochs=1, batch_size=64, lr=0.05, augment="crop-flip",
+        val_examples=64, val_steps=2, quiet=True, seed=3,
+    )  # fmt: skip
+    return TrainConfig(**(base | METHODS[method] | extra))
+
+
+def train_all(world: World, run_root: str) -> dict[str, Any]:
+    """Every check's training on this worker (run by each of the spawned workers and, with the
+    single-process world, by the test itself)."""
+    data = small_data()
+    results: dict[str, Any] = {}
+    for method in METHODS:
+        trainer = Trainer(config(method), data=data, world=world)
+        initial = copy.deepcopy(trainer.model.state_dict())
+        result = trainer.fit()
+        results[method] = {
+            "initial": initial, "weights": trainer.model.state_dict(), "history": result.history,
+        }  # fmt: skip
+    # Stop on one rank only after step 3 of 8 (2 epochs of 4), checkpoint, resume: exact.
+    run_dir = Path(run_root) / f"free-run-{world.size}"
+    stopper = Trainer(
+        config("free", epochs=2), run_dir, data=data, world=world,
+        on_step=lambda t, step: t.request_stop() if step == 3 and world.rank == 0 else None,
+    )  # fmt: skip
+    try:
+        stopper.fit()
+        results["stopped"] = False
+    except TrainingInterrupted:
+        results["stopped"] = True
+    resumed = Trainer(config("free", epochs=2), run_dir, data=data, world=world)
+    resumed.resume()
+    resumed.fit()
+    results["resumed"] = resumed.model.state_dict()
+    straight = Trainer(config("free", epochs=2), data=data, world=world)
+    straight.fit()
+    results["straight"] = straight.model.state_dict()
+    # BatchNorm: per-shard statistics while training, averaged over the workers when measured.
+    bn = Trainer(config("pgd", model="cnn-bn"), data=data, world=world)
+    bn.fit()
+    results["bn_buffers"] = {k: v for k, v in bn.model.state_dict().items() if "running" in k}
+    return results
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("dist")
+    torch.set_num_threads(1)
+    single = train_all(World(), str(root))
+    workers = run_workers(train_all, root, str(root))
+    return single, workers
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_two_workers_train_the_single_process_model(runs, method):
+    """Equal up to summation order, measured against how far training moved each tensor: sign
+    steps (L-inf attacks) turn float noise in a near-zero gradient into a different pixel, so
+    the gap grows with the steps; it stays under 1% of the update (TRADES, whose attack starts
+    where its loss is flat, comes closest), where a wrong shard or noise key gives ~100%."""
+    single, (rank0, _) = runs
+    start, one, two = (r[method][k] for r, k in
+                       ((single, "initial"), (single, "weights"), (rank0, "weights")))  # fmt: skip
+    for name, value in one.items():
+        if value.is_floating_point():
+            gap, moved = (value - two[name]).norm(), (value - start[name]).norm()
+            assert gap <= 0.01 * moved + 1e-6, f"{name}: {gap:.3g} apart after moving {moved:.3g}"
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_ranks_hold_identical_weights(runs, method):
+    """DDP averages the gradients: every rank takes the same step, to the bit."""
+    _, (rank0, rank1) = runs
+    for name, value in rank0[method]["weights"].items():
+        assert torch.equal(value, rank1[method]["weights"][name]), name
+
+
+def test_metrics_and_validation_are_over_the_global_batch(runs):
+    single, (rank0, rank1) = runs
+    for method in METHODS:
+        (one,), (two,) = single[method]["history"], rank0[method]["history"]
+        assert two == rank1[method]["history"][0] | {"train_seconds": two["train_seconds"]}
+        for key in ("train_loss", "train_acc", "val_clean", "val_pgd"):
+            assert two[key] == pytest.approx(one[key], abs=2 / 64), (method, key)
+
+
+def test_a_stop_on_one_rank_checkpoints_all_and_resumes_exactly(runs):
+    _, workers = runs
+    for rank in workers:
+        assert rank["stopped"]
+        for name, value in rank["straight"].items():
+            assert torch.equal(value, rank["resumed"][name]), name
+
+
+def test_batchnorm_statistics_are_averaged_over_the_workers(runs):
+    _, (rank0, rank1) = runs
+    for name, value in rank0["bn_buffers"].items():
+        assert torch.equal(value, rank1["bn_buffers"][name]), name
