@@ -122,6 +122,7 @@ class TrainConfig:
     compile: bool = False
     amp: bool = False
     checkpoint_every: int = 0
+    sync_bn: bool = False  # SyncBatchNorm across workers (CUDA only)
     dist_backend: str = "auto"  # torch.distributed backend with several workers: gloo, nccl
     out: str | None = None
     quiet: bool = False
@@ -215,7 +216,7 @@ RESUMABLE_FIELDS = frozenset(
 #: What of the run the other fields define, for the message refusing their change on resume.
 _RUN_DEFINES = {
     "data": "dataset val_size subset augment",
-    "model": "model normalize",
+    "model": "model normalize sync_bn",
     "threat model": "norm eps eps_warmup_epochs steps step_size init",
     "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
     "attack_train_mode",

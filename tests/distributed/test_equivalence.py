@@ -8,6 +8,7 @@ and a run stopped on one rank and resumed on two ends with the uninterrupted wei
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 
+import advkit
 from advkit.config import TrainConfig
 from advkit.data import load_dataset
 from advkit.distributed import World
@@ -79,10 +81,20 @@ def train_all(world: World, run_root: str) -> dict[str, Any]:
     straight = Trainer(config("free", epochs=2), data=data, world=world)
     straight.fit()
     results["straight"] = straight.model.state_dict()
+    # A checkpoint left at step 3 for the test to resume on another number of workers.
+    left = Trainer(
+        config("free", epochs=2), Path(run_root) / f"free-left-{world.size}", data=data,
+        world=world, on_step=lambda t, step: t.request_stop() if step == 3 else None,
+    )  # fmt: skip
+    with contextlib.suppress(TrainingInterrupted):
+        left.fit()
+    # advkit.train inside a process group its caller started (here: the spawn harness's).
+    results["library"] = advkit.train(config("pgd"), data=data).model.state_dict()
     # BatchNorm: per-shard statistics while training, averaged over the workers when measured.
     bn = Trainer(config("pgd", model="cnn-bn"), data=data, world=world)
     bn.fit()
     results["bn_buffers"] = {k: v for k, v in bn.model.state_dict().items() if "running" in k}
+    results["root"] = run_root
     return results
 
 
@@ -133,6 +145,25 @@ def test_a_stop_on_one_rank_checkpoints_all_and_resumes_exactly(runs):
         assert rank["stopped"]
         for name, value in rank["straight"].items():
             assert torch.equal(value, rank["resumed"][name]), name
+
+
+def test_the_library_train_joins_a_process_group_its_caller_started(runs):
+    single, (rank0, rank1) = runs
+    for name, value in rank0["library"].items():
+        assert torch.equal(value, rank1["library"][name]), name
+        torch.testing.assert_close(value, single["library"][name], rtol=1e-4, atol=1e-5)
+
+
+def test_a_two_worker_checkpoint_resumes_on_one_process(runs):
+    """Free-AT's perturbation, held as two slices, is joined into the one-process batch: the
+    resumed run ends where two workers end, up to summation order."""
+    _, (rank0, _) = runs
+    root = Path(rank0["root"])
+    resumed = Trainer(config("free", epochs=2), root / "free-left-2", data=small_data())
+    resumed.resume()
+    resumed.fit()
+    for name, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, rank0["straight"][name], rtol=1e-4, atol=1e-5)
 
 
 def test_batchnorm_statistics_are_averaged_over_the_workers(runs):

@@ -183,3 +183,22 @@ def test_a_busy_port_is_refused_before_any_worker_starts(tmp_path):
         f"advkit train: error: port {port} on 127.0.0.1 is in use by another program: choose a "
         "free port in --rdzv-endpoint (or leave it out on one machine)"
     ]
+
+
+def test_eval_on_two_workers_writes_what_one_process_writes(straight_run, tmp_path):
+    import json
+
+    common = ["eval", str(straight_run), "--suite", "autoattack", "--n-examples", "96",
+              "--batch-size", "16", "--quiet"]  # fmt: skip
+    code, _, err = finish(advkit(*common, "--out", str(tmp_path / "one")))
+    assert code == 0, err
+    code, out_two, err = finish(advkit(*common, "--out", str(tmp_path / "two"), "--nproc", "2"))
+    assert code == 0, err
+    assert out_two.count("robust accuracy") == 1  # rank 0 alone reports
+    one, two = (json.loads((tmp_path / d / "eval-autoattack.json").read_text())
+                for d in ("one", "two"))  # fmt: skip
+    assert two.pop("workers") == 2 and one.pop("workers") == 1
+    for varying in ("seconds", "timing", "checks", "attack_cost"):
+        one.pop(varying), two.pop(varying)
+    assert one == two
+    assert not list((tmp_path / "two").glob("*.state.pt"))  # per-rank states are cleaned up

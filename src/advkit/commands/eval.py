@@ -12,7 +12,10 @@ import torch
 from tqdm import tqdm
 
 from advkit import runs
+from advkit.commands.workers import add_worker_options
 from advkit.config import parse_eps
+from advkit.devices import resolve_device
+from advkit.distributed import BACKENDS, World, close_world, init_world, worker_device
 from advkit.evaluation import (
     SUITES,
     CheckContext,
@@ -51,7 +54,6 @@ from advkit.evaluation.plots import plot_examples, plot_sweep
 from advkit.evaluation.report import write_markdown
 from advkit.runlock import hold_run
 from advkit.threat import THREATS, check_budget
-from advkit.training.trainer import resolve_device
 
 #: Test images shown in the example grid.
 GRID_EXAMPLES = 8
@@ -155,6 +157,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="ignore saved progress of an interrupted evaluation",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--dist-backend", choices=BACKENDS, default="auto",
+        help="torch.distributed backend with several workers (default auto: gloo on CPU, nccl "
+        "on CUDA)",
+    )  # fmt: skip
+    add_worker_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -169,6 +177,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    """One worker's part: with several (``--nproc``, torchrun), the attacks' chunks are shared
+    out; rank 0 then runs the sweep and the checks and writes what one process writes."""
+    world = init_world(resolve_device(args.device), args.dist_backend)
+    try:
+        return _evaluate_in(args, world)
+    finally:
+        close_world(world)
+
+
+def _evaluate_in(args: argparse.Namespace, world: World) -> int:
     started = time.perf_counter()
     meta = runs.load_metadata(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
@@ -176,14 +194,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.n_examples < 1 or args.batch_size < 1:
         raise ValueError("--n-examples and --batch-size must be at least 1 (counts of images)")
     sweep_eps = parse_eps_list(args.sweep, norm) if args.sweep else None
-    device = resolve_device(args.device)
+    device = worker_device(resolve_device(args.device), world)
     model = runs.load_model(args.run, device)
     splits = runs.load_test_data(meta, dataset=args.dataset, data_dir=args.data_dir)
     test = splits.test.take(torch.arange(min(args.n_examples, len(splits.test))))
     suite = build_suite(args.suite, eps=eps, norm=norm, seed=args.seed)
     class_names = splits.class_names or meta.get("class_names")
     _evaluate_and_write(args, meta, run_dir, model, test, suite, eps, norm, sweep_eps, class_names,
-                        started)  # fmt: skip
+                        started, world)  # fmt: skip
     return 0
 
 
@@ -199,6 +217,7 @@ def _evaluate_and_write(
     sweep_eps: list[float] | None,
     class_names: list[str] | None,
     started: float,
+    world: World,
 ) -> None:
     """Attacks, sweep, checks, then the outputs where ``args`` says (see ``outputs``)."""
     run_threat = meta.get("threat") or {}
@@ -212,23 +231,30 @@ def _evaluate_and_write(
         state = Path(args.json).with_suffix(".state.pt")
     else:
         state = state_path(folder, identity, run_threat)
+    if world.size > 1:  # each worker resumes its own chunks
+        state = state.with_name(f"{state.name.removesuffix('.state.pt')}.rank{world.rank}of"
+                                f"{world.size}.state.pt")  # fmt: skip
     if args.no_resume:
         state.unlink(missing_ok=True)
     clock = time.perf_counter()
     timing = {"loading": clock - started}
-    with _Bar(f"eval {suite.name}", args.quiet) as bar, count_forwards(model) as attack_count:
+    quiet = args.quiet or not world.is_writer
+    with _Bar(f"eval {suite.name}", quiet) as bar, count_forwards(model) as attack_count:
         result = evaluate(
             model, test, None, suite, eps=eps, norm=norm, batch_size=args.batch_size,
-            seed=args.seed, state_path=state, progress=bar,
+            seed=args.seed, state_path=state, progress=bar, world=world,
         )  # fmt: skip
     timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
+    attack_cost = int(world.all_reduce_sum(torch.tensor(attack_count.cost)).item())
+    if not world.is_writer:
+        return
     sweep = None
     if sweep_eps:
         with _Bar("eps sweep", args.quiet) as bar:
             sweep = eps_sweep(model, test, None, sweep_eps, norm=norm, batch_size=args.batch_size,
                               seed=args.seed, progress=bar)  # fmt: skip
         timing["sweep"] = time.perf_counter() - clock
-    checks = _run_checks(args, model, test, result, sweep, eps, norm, attack_count.cost)
+    checks = _run_checks(args, model, test, result, sweep, eps, norm, attack_cost)
     timing["checks"], clock = checks.seconds, time.perf_counter()
 
     if args.json:
@@ -242,7 +268,8 @@ def _evaluate_and_write(
     timing["figures"] = time.perf_counter() - clock
     timing["total"] = time.perf_counter() - started
     extra = {
-        "batch_size": args.batch_size, "model": identity.model, "attack_cost": attack_count.cost,
+        "batch_size": args.batch_size, "model": identity.model, "attack_cost": attack_cost,
+        "workers": world.size,
         "timing": {key: round(value, 3) for key, value in timing.items()},
     }  # fmt: skip
     data = report_dict(result, sweep=sweep, checks=checks, extra=extra)

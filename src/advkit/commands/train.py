@@ -127,6 +127,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"bool": True},
     ),
     "checkpoint_every": ("also checkpoint every N batches (0: once per epoch)", {}),
+    "sync_bn": (
+        "with several CUDA workers, BatchNorm statistics over the whole global batch "
+        "(torch's SyncBatchNorm; not on CPU, where they stay per worker's shard)",
+        {"bool": True},
+    ),
     "dist_backend": (
         "torch.distributed backend with several workers: auto (gloo on CPU, nccl on CUDA), "
         "gloo or nccl",

@@ -123,6 +123,8 @@ class Trainer:
             config.model, num_classes=self.data.num_classes, mean=self.input_mean,
             std=self.input_std,
         ).to(self.device)  # fmt: skip
+        if config.sync_bn:
+            self.model = _sync_batchnorm(self.model, self.device, self.world)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Attacks run on the plain (or compiled) module; only the weight update goes through DDP.
@@ -505,6 +507,17 @@ def train(
             return trainer.fit()
     finally:
         close_world(world)
+
+
+def _sync_batchnorm(model: nn.Module, device: torch.device, world: World) -> nn.Module:
+    """BatchNorm layers that normalize over the global batch (torch's SyncBatchNorm, CUDA only)."""
+    if device.type != "cuda":
+        raise ConfigError(
+            "--sync-bn needs CUDA workers (torch's SyncBatchNorm has no CPU kernel); on CPU drop "
+            "it: BatchNorm then uses each worker's shard, and its running statistics are averaged "
+            "over the workers for validation and saving"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model) if world.size > 1 else model
 
 
 def _holding(run_dir: str | Path | None) -> AbstractContextManager[None]:
