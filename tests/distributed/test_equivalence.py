@@ -33,7 +33,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "natural": {},
     "pgd": {"steps": 2},
     "free": {"replays": 2},
-    "fast": {"init": "random"},
+    "fast": {"init": "random", "co_guard": "warn", "co_check_every": 2},  # guard measured too
     "gradalign": {"grad_align_lambda": 0.5},
     "trades": {"steps": 2},
 }
@@ -135,8 +135,10 @@ def test_metrics_and_validation_are_over_the_global_batch(runs):
     for method in METHODS:
         (one,), (two,) = single[method]["history"], rank0[method]["history"]
         assert two == rank1[method]["history"][0] | {"train_seconds": two["train_seconds"]}
-        for key in ("train_loss", "train_acc", "val_clean", "val_pgd"):
-            assert two[key] == pytest.approx(one[key], abs=2 / 64), (method, key)
+        for key in ("train_loss", "train_acc", "val_clean", "val_pgd", "co_clean", "co_pgd"):
+            if key in one:
+                assert two[key] == pytest.approx(one[key], abs=2 / 64), (method, key)
+    assert [c["step"] for c in rank0["fast"]["history"][0]["co_checks"]] == [2, 4]
 
 
 def test_a_stop_on_one_rank_checkpoints_all_and_resumes_exactly(runs):

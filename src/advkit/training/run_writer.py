@@ -90,3 +90,45 @@ class RunWriter:
             save_weights(weights, self.run_dir / runs.MODEL_FILE)
             save_json(metadata, self.run_dir / runs.META_FILE)
             plot_curves(records, self.run_dir / "curves.png", title=title)
+
+
+def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
+    """model.json of ``trainer``'s run: all a reader needs to rebuild and evaluate the model."""
+    from advkit import __version__
+
+    c = trainer.config
+    selected = next((r for r in trainer.history if r["epoch"] == selected_epoch), {})
+    return {
+        "format": runs.META_FORMAT,
+        "advkit_version": __version__,
+        "architecture": c.model,
+        "model_kwargs": {},
+        "num_classes": trainer.data.num_classes,
+        "mean": list(trainer.input_mean),
+        "std": list(trainer.input_std),
+        "input_shape": list(trainer.train_data.images.shape[1:]),
+        "dataset": c.dataset,
+        "data_dir": c.data_dir,
+        "class_names": trainer.data.class_names,
+        "threat": {"norm": c.norm, "eps": c.eps},
+        "method": {"name": c.method, **_jsonable(trainer.method.describe())},
+        "epochs": trainer.epochs,
+        "batch_size": c.batch_size,
+        "workers": trainer.world.size,
+        "seed": c.seed,
+        "ema_decay": c.ema_decay,
+        "selected": c.select,
+        "selected_epoch": selected_epoch,
+        "val_clean": selected.get("val_clean"),
+        "val_pgd": selected.get("val_pgd"),
+        "train_seconds": round(trainer.train_seconds, 2),
+        "device": str(trainer.device),
+        "torch_version": torch.__version__,
+    }
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v if isinstance(v, str | int | float | bool | None) else str(v)
+        for k, v in values.items()
+    }

@@ -15,13 +15,12 @@ Distribution goes through ``advkit.distributed.World``; one process is the world
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,13 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advkit import runs
-from advkit.config import ConfigError, TrainConfig, load_config, resume_changes
+from advkit.config import ConfigError, TrainConfig
 from advkit.data import DataSplits, load_dataset, num_batches
 from advkit.devices import resolve_device
 from advkit.distributed import World, close_world, init_world, worker_device
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import create_model
 from advkit.noise import sample_noise
-from advkit.runlock import hold_run
 from advkit.training import rank_state
 from advkit.training.batches import METHOD_NOISE, Batch, worker_batches
 from advkit.training.checkpoint import load_state
@@ -46,7 +44,8 @@ from advkit.training.data_checks import check_same_data, check_splits, fingerpri
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
 from advkit.training.optim import build_optimizer
 from advkit.training.progress import Progress, epoch_line
-from advkit.training.run_writer import RunWriter
+from advkit.training.run_setup import as_used, changes_on_resume, holding, sync_batchnorm
+from advkit.training.run_writer import RunWriter, model_metadata
 from advkit.training.schedules import build_scheduler
 from advkit.training.selection import BestModel
 from advkit.training.signals import stop_on_signals
@@ -93,7 +92,7 @@ class Trainer:
         on_step: Callable[[Trainer, int], None] | None = None,
         world: World | None = None,
     ) -> None:
-        self.config = _as_used(config.validate(), data)
+        self.config = as_used(config.validate(), data)
         self.world = world or World()
         self.world.check_divides(config.batch_size)
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -124,7 +123,7 @@ class Trainer:
             std=self.input_std,
         ).to(self.device)  # fmt: skip
         if config.sync_bn:
-            self.model = _sync_batchnorm(self.model, self.device, self.world)
+            self.model = sync_batchnorm(self.model, self.device, self.world)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Attacks run on the plain (or compiled) module; only the weight update goes through DDP.
@@ -254,7 +253,7 @@ class Trainer:
             raise runs.RunError(f"no checkpoint to resume from at {path}")
         with self.hold_run_dir():
             if changes is None:
-                changes = _resume_changes(self.run_dir, self.config)
+                changes = changes_on_resume(self.run_dir, self.config)
             state = load_state(path, map_location=self.device)
             where = self.config.data_dir or "the default location"
             check_same_data(self.data_fingerprint, json.loads(state.get("data", "null")), where)
@@ -277,7 +276,7 @@ class Trainer:
     def hold_run_dir(self) -> AbstractContextManager[None]:
         """Hold the run folder as its only writer (rank 0 for all workers; nothing without a
         folder): the one seam of the locks."""
-        return _holding(self.run_dir)
+        return holding(self.run_dir)
 
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and stop after the current step (signal-safe)."""
@@ -439,44 +438,7 @@ class Trainer:
 
     def metadata(self, selected_epoch: int) -> dict[str, Any]:
         """model.json: all a reader needs to rebuild and evaluate the model."""
-        from advkit import __version__
-
-        c = self.config
-        selected = next((r for r in self.history if r["epoch"] == selected_epoch), {})
-        return {
-            "format": runs.META_FORMAT,
-            "advkit_version": __version__,
-            "architecture": c.model,
-            "model_kwargs": {},
-            "num_classes": self.data.num_classes,
-            "mean": list(self.input_mean),
-            "std": list(self.input_std),
-            "input_shape": list(self.train_data.images.shape[1:]),
-            "dataset": c.dataset,
-            "data_dir": c.data_dir,
-            "class_names": self.data.class_names,
-            "threat": {"norm": c.norm, "eps": c.eps},
-            "method": {"name": c.method, **_jsonable(self.method.describe())},
-            "epochs": self.epochs,
-            "batch_size": c.batch_size,
-            "workers": self.world.size,
-            "seed": c.seed,
-            "ema_decay": c.ema_decay,
-            "selected": c.select,
-            "selected_epoch": selected_epoch,
-            "val_clean": selected.get("val_clean"),
-            "val_pgd": selected.get("val_pgd"),
-            "train_seconds": round(self.train_seconds, 2),
-            "device": str(self.device),
-            "torch_version": torch.__version__,
-        }
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v if isinstance(v, str | int | float | bool | None) else str(v)
-        for k, v in values.items()
-    }
+        return model_metadata(self, selected_epoch)
 
 
 def train(
@@ -496,45 +458,14 @@ def train(
     """
     world = init_world(resolve_device(config.validate().device), config.dist_backend)
     try:
-        with _holding(run_dir):
+        with holding(run_dir):
             # Before the data loads: a refused change is known at once.
             changes = None
             if resume and run_dir is not None:
-                changes = _resume_changes(Path(run_dir), _as_used(config, data))
+                changes = changes_on_resume(Path(run_dir), as_used(config, data))
             trainer = Trainer(config, run_dir, data=data, world=world)
             if resume:
                 trainer.resume(changes)
             return trainer.fit()
     finally:
         close_world(world)
-
-
-def _sync_batchnorm(model: nn.Module, device: torch.device, world: World) -> nn.Module:
-    """BatchNorm layers that normalize over the global batch (torch's SyncBatchNorm, CUDA only)."""
-    if device.type != "cuda":
-        raise ConfigError(
-            "--sync-bn needs CUDA workers (torch's SyncBatchNorm has no CPU kernel); on CPU drop "
-            "it: BatchNorm then uses each worker's shard, and its running statistics are averaged "
-            "over the workers for validation and saving"
-        )
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model) if world.size > 1 else model
-
-
-def _holding(run_dir: str | Path | None) -> AbstractContextManager[None]:
-    """The run-folder lock of training (``hold_run`` is a no-op on workers other than rank 0)."""
-    return nullcontext() if run_dir is None else hold_run(run_dir, "training")
-
-
-def _as_used(config: TrainConfig, data: DataSplits | None) -> TrainConfig:
-    """``config`` as the run folder records it: with given ``data``, its dataset and no data_dir."""
-    if data is None:
-        return config
-    return dataclasses.replace(config, dataset=data.dataset, data_dir=None)
-
-
-def _resume_changes(run_dir: Path, config: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """What ``config`` changes of the run in ``run_dir``; ConfigError for what may not change."""
-    saved = run_dir / runs.CONFIG_FILE
-    if not saved.is_file():
-        raise runs.RunError(f"{run_dir} is not a run folder (no {runs.CONFIG_FILE})")
-    return resume_changes(load_config(saved), config)
