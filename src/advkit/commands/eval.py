@@ -245,7 +245,7 @@ def _evaluate_and_write(
             seed=args.seed, state_path=state, progress=bar, world=world,
         )  # fmt: skip
     timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
-    attack_cost = int(world.all_reduce_sum(torch.tensor(attack_count.cost)).item())
+    attack_cost = int(world.sum_number(attack_count.cost))
     if not world.is_writer:
         return
     sweep = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +40,8 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    #: where the collectives' own small tensors live: the GPU under NCCL, else the CPU.
+    device: str = "cpu"
 
     @property
     def is_writer(self) -> bool:
@@ -116,9 +118,15 @@ class World:
         """True on every rank if ``flag`` is true on any (a stop request seen by one worker)."""
         if self.size == 1:
             return flag
-        value = torch.tensor([float(flag)])
-        dist.all_reduce(value)
-        return bool(value.item() > 0)
+        return self.sum_number(float(flag)) > 0
+
+    def sum_number(self, value: float) -> float:
+        """A Python number summed over the workers."""
+        if self.size == 1:
+            return value
+        total = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return float(total.item())
 
     def barrier(self) -> None:
         if self.size > 1:
@@ -184,7 +192,10 @@ def init_world(device: torch.device, backend: str = "auto") -> World:
     environment, the single-process world (no process group, nothing to pay).
     """
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0))
+        world = World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0))
+        if dist.get_backend() == "nccl":
+            world = replace(world, device=str(worker_device(device, world)))
+        return world
     size = _env_int("WORLD_SIZE", 1)
     if size <= 1:
         return World()
@@ -193,6 +204,8 @@ def init_world(device: torch.device, backend: str = "auto") -> World:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     chosen = pick_backend(backend, device)
+    if chosen == "nccl":
+        world = replace(world, device=str(device))
     timeout = timedelta(seconds=timeout_seconds())
     dist.init_process_group(
         chosen, store=_attempt_store(world, timeout), rank=world.rank, world_size=world.size,
