@@ -1,0 +1,111 @@
+"""Image folders: ``train/<class>/*.png`` and ``test/<class>/*.png`` (PNG or JPEG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from advkit.data.errors import DataError, DataNotFoundError
+from advkit.data.readers.common import ArrayPair, Splits
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+_GRAYSCALE_MODES = frozenset({"1", "L", "LA"})
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    folder = root / split
+    if not folder.is_dir():
+        raise DataNotFoundError(
+            f"{folder} does not exist: an image folder dataset needs {root}/train/<class>/*.png "
+            f"and {root}/test/<class>/*.png (PNG or JPEG)."
+        )
+    return folder
+
+
+def image_folder_classes(root: Path) -> list[str]:
+    """Class names of an image folder dataset: the sorted subfolder names of ``root/train``."""
+    classes = [p.name for p in _subfolders(_split_dir(root, "train"))]
+    if not classes:
+        raise DataError(f"{root / 'train'} has no class subfolders; put images in train/<class>/")
+    return classes
+
+
+def _list_split(root: Path, split: str, classes: list[str]) -> list[tuple[Path, int]]:
+    index = {name: i for i, name in enumerate(classes)}
+    items: list[tuple[Path, int]] = []
+    for folder in _subfolders(_split_dir(root, split)):
+        if folder.name not in index:
+            raise DataError(
+                f"{folder} is a class that {root / 'train'} does not have; the test classes must "
+                "be among the training classes"
+            )
+        files = _image_files(folder)
+        if not files:
+            raise DataError(f"{folder} holds no PNG or JPEG images; add some or remove the folder")
+        items += [(f, index[folder.name]) for f in files]
+    if not items:
+        raise DataError(f"{root / split} holds no images; put them in {split}/<class>/*.png")
+    return items
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path} is not a readable image ({exc})") from exc
+
+
+def _read_images(items: list[tuple[Path, int]], mode: str, size: tuple[int, int]) -> ArrayPair:
+    channels = 1 if mode == "L" else 3
+    images = np.empty((len(items), channels, size[1], size[0]), dtype=np.uint8)
+    for i, (path, _) in enumerate(items):
+        with _open_image(path) as im:
+            try:
+                pixels = np.asarray(im.convert(mode))
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{path} is truncated or corrupt ({exc})") from exc
+        images[i] = pixels[None] if mode == "L" else pixels.transpose(2, 0, 1)
+    return images, np.array([label for _, label in items], dtype=np.int64)
+
+
+def load_image_folder(root: Path) -> Splits:
+    """All images of ``root/{train,test}/<class>/``, as RGB (or L when every image is grayscale)."""
+    classes = image_folder_classes(root)
+    splits = {split: _list_split(root, split, classes) for split in ("train", "test")}
+    first: tuple[Path, tuple[int, int]] | None = None
+    grayscale = True
+    for path, _ in splits["train"] + splits["test"]:
+        with _open_image(path) as im:
+            size, mode = im.size, im.mode
+        if first is None:
+            first = (path, size)
+        elif size != first[1]:
+            raise DataError(
+                f"{path} is {size[0]}x{size[1]} but {first[0]} is {first[1][0]}x{first[1][1]}; "
+                "all images must share one size (resize them first)"
+            )
+        grayscale = grayscale and mode in _GRAYSCALE_MODES
+    assert first is not None  # _list_split refuses empty splits
+    mode = "L" if grayscale else "RGB"
+    return (
+        _read_images(splits["train"], mode, first[1]),
+        _read_images(splits["test"], mode, first[1]),
+    )
+
+
+def has_image_folder(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "test").is_dir()

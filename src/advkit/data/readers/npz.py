@@ -1,0 +1,79 @@
+"""``.npz`` files of x_train/y_train/x_test/y_test."""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from advkit.data.errors import DataError, DataNotFoundError
+from advkit.data.readers.common import Splits, check_labels
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _npz_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """NHW, NHWC or NCHW uint8 images as NCHW."""
+    if x.dtype != np.uint8:
+        raise DataError(f"{path}: {key} has dtype {x.dtype}; store images as uint8 (0..255)")
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3):
+        return x.transpose(0, 3, 1, 2)
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        return x
+    raise DataError(
+        f"{path}: {key} has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with C 1 or 3"
+    )
+
+
+def read_npz(path: Path, num_classes: int | None = None) -> Splits:
+    """An ``.npz`` holding uint8 images ``x_train``/``x_test`` (NHW or NHWC) and labels ``y_*``."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            absent = [k for k in NPZ_KEYS if k not in archive.files]
+            if absent:
+                raise DataError(
+                    f"{path} lacks {', '.join(absent)} (it has {', '.join(archive.files)}); "
+                    f"an .npz dataset needs {', '.join(NPZ_KEYS)}"
+                )
+            arrays = {k: archive[k] for k in NPZ_KEYS}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"{path} is not a readable .npz archive ({exc}); recreate it") from exc
+    splits = []
+    for part in ("train", "test"):
+        images = _npz_images(arrays[f"x_{part}"], f"x_{part}", path)
+        labels = check_labels(arrays[f"y_{part}"], num_classes, f"{path} (y_{part})")
+        if len(images) != len(labels):
+            raise DataError(
+                f"{path}: x_{part} holds {len(images)} images but y_{part} {len(labels)} labels"
+            )
+        splits.append((images, labels))
+    return splits[0], splits[1]
+
+
+def find_npz(path: Path) -> Path:
+    """``path`` itself when it is a file, else the single ``.npz`` file inside the folder."""
+    if path.is_file():
+        return path
+    found = sorted(path.glob("*.npz"))
+    if len(found) != 1:
+        listed = ", ".join(p.name for p in found) if found else "none"
+        raise DataNotFoundError(
+            f"{path} must hold exactly one .npz file (found {listed}); pass the file itself."
+        )
+    return found[0]
+
+
+def load_npz_dataset(path: Path) -> Splits:
+    return read_npz(find_npz(path))
+
+
+def has_npz(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == ".npz"
+    return path.is_dir() and len(list(path.glob("*.npz"))) == 1
