@@ -14,16 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 import yaml
-from safetensors.torch import save_file
 
 from advkit.cli import main
-from advkit.models import create_model
 from advkit.runlock import LOCK_FILE, RunLocked, hold_run
 from tests.conftest import FASHION_DIR
+from tests.evaluation.run_folder import make_run
 
 needs_fashion = pytest.mark.skipif(
     not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Fashion-MNIST missing"
@@ -109,23 +106,8 @@ def test_reentrant_in_one_thread_refused_in_another(tmp_path):
 @pytest.fixture
 def model_run(tmp_path):
     """A run folder with a random cnn-small and a tiny .npz test set."""
-    torch.manual_seed(0)
-    model = create_model("cnn-small", num_classes=10, mean=(0.5,), std=(0.25,)).eval()
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (16, 28, 28), dtype=np.uint8)
-    y = rng.integers(0, 10, 16)
+    run = make_run(tmp_path, n_test=16, method={"name": "pgd"})
     data = tmp_path / "tiny.npz"
-    np.savez(data, x_train=x, y_train=y, x_test=x, y_test=y)
-    run = tmp_path / "run"
-    run.mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / "model.safetensors")
-    meta = {
-        "architecture": "cnn-small", "num_classes": 10, "mean": [0.5], "std": [0.25],
-        "input_shape": [1, 28, 28], "dataset": "npz", "data_dir": str(data),
-        "threat": {"norm": "linf", "eps": 0.1}, "method": {"name": "pgd"}, "epochs": 1,
-        "train_seconds": 3.0,
-    }  # fmt: skip
-    (run / "model.json").write_text(json.dumps(meta))
     (run / "config.yaml").write_text(yaml.safe_dump({"dataset": "npz", "data_dir": str(data)}))
     return run
 

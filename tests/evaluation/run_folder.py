@@ -13,7 +13,10 @@ from safetensors.torch import save_file
 from advkit.models import create_model
 
 
-def make_run(root: Path, *, n_test: int = 24, seed: int = 0, name: str = "run") -> Path:
+def make_run(
+    root: Path, *, n_test: int = 24, seed: int = 0, name: str = "run",
+    method: dict | None = None,
+) -> Path:  # fmt: skip
     """A run folder whose model classifies its ``n_test`` test images "correctly" (labels are
     its predictions), trained at L-inf eps 0.1; the data lies in ``root/tiny.npz``."""
     torch.manual_seed(seed)
@@ -30,8 +33,8 @@ def make_run(root: Path, *, n_test: int = 24, seed: int = 0, name: str = "run") 
     meta = {
         "architecture": "cnn-small", "num_classes": 10, "mean": [0.5], "std": [0.25],
         "input_shape": [1, 28, 28], "dataset": "npz", "data_dir": str(data),
-        "threat": {"norm": "linf", "eps": 0.1}, "method": {"name": "pgd", "steps": 2}, "epochs": 1,
-        "train_seconds": 3.0,
+        "threat": {"norm": "linf", "eps": 0.1}, "method": method or {"name": "pgd", "steps": 2},
+        "epochs": 1, "train_seconds": 3.0,
     }  # fmt: skip
     (run / "model.json").write_text(json.dumps(meta))
     return run

@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
-from safetensors.torch import save_file
 
 from advkit.cli import main
-from advkit.models import create_model
+from tests.evaluation.run_folder import make_run
 
 
 @pytest.fixture
 def run_dir(tmp_path):
     """A run folder whose model classifies its 24 test images "correctly" (labels = predictions)."""
-    torch.manual_seed(0)
-    model = create_model("cnn-small", num_classes=10, mean=(0.5,), std=(0.25,)).eval()
-    rng = np.random.default_rng(0)
-    x_test = rng.integers(0, 256, (24, 28, 28), dtype=np.uint8)
-    with torch.no_grad():
-        y_test = model(torch.from_numpy(x_test)[:, None].float() / 255).argmax(1).numpy()
-    data = tmp_path / "tiny.npz"
-    np.savez(data, x_train=x_test, y_train=y_test, x_test=x_test, y_test=y_test)
-    run = tmp_path / "run"
-    run.mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, run / "model.safetensors")
-    meta = {
-        "architecture": "cnn-small", "num_classes": 10, "mean": [0.5], "std": [0.25],
-        "input_shape": [1, 28, 28], "dataset": "npz", "data_dir": str(data),
-        "threat": {"norm": "linf", "eps": 0.1}, "method": {"name": "pgd"}, "epochs": 1,
-        "train_seconds": 3.0,
-    }  # fmt: skip
-    (run / "model.json").write_text(json.dumps(meta))
-    return run
+    return make_run(tmp_path, method={"name": "pgd"})
 
 
 def test_eval_writes_json_report_and_figures(run_dir, capsys):
