@@ -7,7 +7,6 @@ process group's timeout is short: a bug fails the test instead of hanging CI.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -18,14 +17,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from advkit.distributed import World
+from advkit.distributed.launch import free_port
 
 TIMEOUT_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _entry(rank: int, fn: Callable, size: int, port: int, out: str, args: tuple) -> None:

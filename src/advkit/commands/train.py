@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from advkit import runs
-from advkit.commands.workers import add_worker_options, restarted
+from advkit.commands.workers import add_worker_options
 from advkit.config import CHOICES, RESUMABLE_FIELDS, TrainConfig, load_config, read_config_file
 from advkit.data import DATASETS
-from advkit.distributed.world import World, current_rank
+from advkit.distributed.world import World, current_rank, restarted
 from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
 from advkit.models import MODELS
@@ -228,9 +228,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
     config.out = str(run_dir)
     with hold_run(run_dir, "advkit train", hint=" or choose another --out"):
-        if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists():
-            if restarted():  # the elastic launcher restarted the workers: continue the run
-                return _train(config, run_dir, resume=True)
+        # A restarted worker finds its own run's checkpoint: the library resumes it.
+        if (run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).exists() and not restarted():
             raise ValueError(
                 f"{run_dir} already holds a run: continue it with "
                 f"`advkit train --resume {run_dir}` or choose another --out"

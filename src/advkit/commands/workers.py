@@ -83,8 +83,3 @@ def launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         worker_argv(argv), args.nproc, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint,
         max_restarts=args.max_restarts,
     )  # fmt: skip
-
-
-def restarted() -> bool:
-    """True in workers the launcher restarted after a failure (they resume, not start over)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0

@@ -12,6 +12,7 @@ from advkit.distributed.world import (
     close_world,
     init_world,
     pick_backend,
+    restarted,
     worker_device,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "close_world",
     "init_world",
     "pick_backend",
+    "restarted",
     "worker_device",
 ]

@@ -41,12 +41,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def _cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def check_nproc(nproc: int) -> None:
     """Refuse nonsense, warn about more workers than cores (they would fight for them)."""
     if nproc < 1:
         raise DistributedError(f"--nproc must be >= 1 workers, got {nproc}")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if cores and nproc > cores:
+    cores = _cores()
+    if nproc > cores:
         log.warning(
             "--nproc %d is more workers than this machine's %d cores: they will share cores and "
             "run slower than --nproc %d", nproc, cores, cores,
@@ -55,8 +62,7 @@ def check_nproc(nproc: int) -> None:
 
 def worker_threads(nproc: int) -> int:
     """Intra-op threads per worker: the cores shared out, at least one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // nproc)
+    return max(1, _cores() // nproc)
 
 
 def launch_local(
@@ -155,12 +161,8 @@ def check_rendezvous(endpoint: str, nnodes: int, timeout: float) -> None:
 
 
 def _is_local(host: str) -> bool:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((host, 0))
-        return True
-    except OSError:
-        return False
+    """Whether ``host`` is an address of this machine (a socket can be bound to it)."""
+    return _can_bind(host, 0)
 
 
 def _can_bind(host: str, port: int) -> bool:

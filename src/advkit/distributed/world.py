@@ -140,6 +140,11 @@ def _env_int(name: str, default: int) -> int:
         raise DistributedError(f"${name} must be an integer, got {os.environ[name]!r}") from None
 
 
+def restarted() -> bool:
+    """True in workers torch's elastic launcher restarted after a failure: they resume."""
+    return _env_int("TORCHELASTIC_RESTART_COUNT", 0) > 0
+
+
 def current_rank() -> int:
     """This process's rank: from the process group if one is up, else the launcher's $RANK."""
     if dist.is_available() and dist.is_initialized():

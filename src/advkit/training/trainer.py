@@ -33,7 +33,7 @@ from advkit import runs
 from advkit.config import ConfigError, TrainConfig
 from advkit.data import DataSplits, load_dataset, num_batches
 from advkit.devices import resolve_device
-from advkit.distributed import World, close_world, init_world, worker_device
+from advkit.distributed import World, close_world, init_world, restarted, worker_device
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import create_model
 from advkit.noise import sample_noise
@@ -193,8 +193,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "method": self.method.state_dict(),
-            "ranks": ranks,
+            "ranks": ranks,  # every worker's method state and BatchNorm buffers
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "guard": self.guard.state_dict(),
             "rng": rng,
@@ -216,8 +215,9 @@ class Trainer:
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         # A checkpoint of format 1 (one process, no "ranks") holds the method's state alone.
-        single = {"method": state["method"], "buffers": {}, "ema_buffers": {}}
-        ranks = state.get("ranks") or [single]
+        ranks = state.get("ranks") or [
+            {"method": state["method"], "buffers": {}, "ema_buffers": {}}
+        ]
         rank_state.restore(ranks, self.world, self.method, self.model, self.ema)
         self.guard.load_state_dict(state["guard"])
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
@@ -387,13 +387,14 @@ class Trainer:
         )  # fmt: skip
         return {"val_clean": clean, "val_pgd": robust}
 
-    def _guard_check(self) -> dict[str, Any]:
+    def _guard_check(self, model: nn.Module | None = None) -> dict[str, Any]:
+        """The guard's check of ``model`` (default: the measured weights as they stand now)."""
         if not self.guard.enabled:
             return {}
+        model = model if model is not None else self._eval_model()
         return self.guard_keeper.check(
-            self._eval_model(), self.val_data, self.config.eps, self.config.norm,
-            self.global_step,
-        )  # fmt: skip
+            model, self.val_data, self.config.eps, self.config.norm, self.global_step
+        )
 
     def _end_epoch(self) -> None:
         record: dict[str, Any] = {
@@ -403,8 +404,9 @@ class Trainer:
             "eps": self.current_eps(),
             "train_seconds": round(self.train_seconds, 3),
         }
-        record |= self._validate(self._eval_model())
-        record |= self._guard_check()
+        model = self._eval_model()
+        record |= self._validate(model)
+        record |= self._guard_check(model)
         if self.epoch_checks:
             record["co_checks"] = self.epoch_checks
             self.epoch_checks = []
@@ -412,7 +414,8 @@ class Trainer:
         self.epoch += 1
         self.batch = 0
         self.totals = EpochTotals.zeros(self.device)
-        self.best.offer(record, self.epoch, self._eval_model())  # after any rollback
+        # A collapsed epoch is never kept, so the weights measured above are the ones offered.
+        self.best.offer(record, self.epoch, model)
         if self.world.is_writer:
             log.info("%s", epoch_line(self.history, self.epochs))
         self.writer.history(self.history)
@@ -454,9 +457,12 @@ def train(
     records its name (``data.dataset``) and no data_dir. The run folder is held as its only
     writer throughout (:func:`advkit.runlock.hold_run`). Under torch's elastic launcher
     (``torchrun``, ``advkit train --nproc N``), or inside a process group the caller started,
-    every worker calls this and they train one model together.
+    every worker calls this and they train one model together; workers the launcher restarted
+    after a failure resume from the run's last checkpoint.
     """
     world = init_world(resolve_device(config.validate().device), config.dist_backend)
+    if run_dir is not None and restarted():  # torch's launcher restarted the workers: continue
+        resume = resume or (Path(run_dir) / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).is_file()
     try:
         with holding(run_dir):
             # Before the data loads: a refused change is known at once.
