@@ -53,6 +53,8 @@ def _parse_real(text: str) -> float:
         return float(Fraction(text))
 
 
+COMPRESSIONS = ("none", "fp16", "bf16", "int8", "int8-2sided", "powersgd")
+
 #: The fields that take one of a few fixed names, and those names: what ``validate`` accepts and
 #: what ``advkit train`` offers as choices (None: the field may be left unset). Fields named by a
 #: registry (dataset, model, method, schedule) are checked against the registry instead.
@@ -61,7 +63,10 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "init": ("zero", "random", "ball", "previous"),
     "select": ("best", "last"),
     "co_guard": ("off", "warn", "rollback", "stop"),
-    "optimizer": ("sgd", "adam"),
+    "optimizer": ("sgd", "adam", "lalr"),
+    "lr_scaling": ("none", "sqrt", "linear"),
+    "lalr_base": (None, "adam", "sgd"),
+    "grad_compression": COMPRESSIONS,
     "augment": (None, "none", "crop-flip"),
     "dist_backend": ("auto", "gloo", "nccl"),
 }
@@ -95,11 +100,17 @@ class TrainConfig:
     grad_align_lambda: float = 0.2
     beta: float = 6.0
     label_smoothing: float = 0.0
+    clean_weight: float = 0.0  # pgd, fast: + clean_weight * loss(clean), DAT's lambda
     # optimization
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
     lr: float = 0.1
+    lr_scaling: str = "none"  # the peak LR follows batch_size / base_batch_size
+    base_batch_size: int = 128
+    lalr_base: str | None = None  # None: adam (with optimizer lalr)
+    lalr_clip: list[float] | None = None  # None: [0, 10], DAT's
+    lalr_exclude_1d: bool = False
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -124,6 +135,9 @@ class TrainConfig:
     checkpoint_every: int = 0
     sync_bn: bool = False  # SyncBatchNorm across workers (CUDA only)
     dist_backend: str = "auto"  # torch.distributed backend with several workers: gloo, nccl
+    grad_compression: str = "none"  # how workers exchange gradients (DDP communication hook)
+    powersgd_rank: int = 1
+    error_feedback: bool = False
     out: str | None = None
     quiet: bool = False
 
@@ -143,13 +157,15 @@ class TrainConfig:
         The L2 radius is checked against the input's diameter once the data is known
         (:meth:`check_budgets`)."""
         self._coerce()
-        positive_ints = ["steps", "replays", "epochs", "batch_size", "val_steps"]
+        positive_ints = ["steps", "replays", "epochs", "batch_size", "val_steps",
+                         "base_batch_size", "powersgd_rank"]  # fmt: skip
         for name in positive_ints:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ["eps_warmup_epochs", "grad_align_lambda", "beta", "weight_decay",
                         "warmup_epochs", "momentum", "val_size", "val_examples",
-                        "checkpoint_every", "co_check_every", "co_max_rollbacks"]  # fmt: skip
+                        "checkpoint_every", "co_check_every", "co_max_rollbacks",
+                        "clean_weight"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -182,8 +198,37 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 shown = ", ".join(str(a) for a in allowed if a is not None)
                 raise ConfigError(f"{name} must be one of {shown}; got {getattr(self, name)!r}")
+        self._check_needs()
         self.check_budgets()
         return self
+
+    def _check_needs(self) -> None:
+        """Options that only mean something beside another option: refused without it."""
+        if self.optimizer != "lalr":
+            given = [name for name in ("lalr_base", "lalr_clip") if getattr(self, name)]
+            given += ["lalr_exclude_1d"] if self.lalr_exclude_1d else []
+            if given:
+                raise ConfigError(
+                    f"{_flag(given[0])} sets the layer-wise adaptive optimizer: add --optimizer "
+                    f"lalr, or drop it (the optimizer is {self.optimizer})"
+                )
+        if self.lalr_clip is not None:
+            low, high = self.lalr_clip
+            if not 0 <= low <= high:
+                raise ConfigError(
+                    f"--lalr-clip C_L C_U bounds the weight norm and needs 0 <= C_L <= C_U, got "
+                    f"{_shown(low)} {_shown(high)} (DAT's: 0 10)"
+                )
+        if self.error_feedback and not self.grad_compression.startswith("int8"):
+            raise ConfigError(
+                "--error-feedback corrects the int8 quantizers' error: use it with "
+                f"--grad-compression int8 or int8-2sided (here {self.grad_compression}; powersgd "
+                "has its own)"
+            )
+        if self.powersgd_rank != 1 and self.grad_compression != "powersgd":
+            raise ConfigError(
+                "--powersgd-rank sets PowerSGD's rank: add --grad-compression powersgd, or drop it"
+            )
 
     def check_budgets(self, input_shape: tuple[int, ...] | None = None) -> None:
         """eps and step_size against the threat model (:func:`advkit.threat.check_budget`); with
@@ -219,9 +264,10 @@ _RUN_DEFINES = {
     "model": "model normalize sync_bn",
     "threat model": "norm eps eps_warmup_epochs steps step_size init",
     "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
-    "attack_train_mode",
-    "optimization": "batch_size optimizer lr momentum nesterov weight_decay schedule "
-    "warmup_epochs grad_clip ema_decay amp",
+    "attack_train_mode clean_weight",
+    "optimization": "batch_size optimizer lr lr_scaling base_batch_size lalr_base lalr_clip "
+    "lalr_exclude_1d momentum nesterov weight_decay schedule warmup_epochs grad_clip ema_decay amp",
+    "gradient exchange": "grad_compression powersgd_rank error_feedback",
     "seed": "seed",
     "validation and guard": "val_examples val_steps select co_guard co_drop co_check_every "
     "co_step_factor co_max_rollbacks",
@@ -309,6 +355,8 @@ def coerce_field(name: str, value: Any) -> Any:
             return None
         raise ConfigError(f"{name} cannot be empty")
     try:
+        if getattr(base, "__origin__", None) is list:
+            return _parse_pair(value)
         if base is bool:
             return _parse_bool(value)
         if base is int:
@@ -322,6 +370,15 @@ def coerce_field(name: str, value: Any) -> Any:
         raise ConfigError(f"{name}: {error}") from None
     except (TypeError, ValueError):
         raise ConfigError(f"{name} expects {base.__name__}, got {value!r}") from None
+
+
+def _parse_pair(value: Any) -> list[float]:
+    """Two numbers: a list or tuple (YAML, CLI), or a string "0 10" / "0,10"."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ConfigError(f"expected two numbers such as 0 10, got {value!r}")
+    return [parse_eps(item) for item in value]
 
 
 def _parse_bool(value: Any) -> bool:

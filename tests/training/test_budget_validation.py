@@ -20,7 +20,10 @@ HINTS = get_type_hints(TrainConfig)
 INT_FIELDS = [
     name for name, hint in HINTS.items() if "int" in str(hint) and "bool" not in str(hint)
 ]
-FLOAT_FIELDS = [name for name, hint in HINTS.items() if "float" in str(hint)]
+PAIR_FIELDS = [name for name, hint in HINTS.items() if "list[float]" in str(hint)]
+FLOAT_FIELDS = [
+    name for name, hint in HINTS.items() if "float" in str(hint) and name not in PAIR_FIELDS
+]
 NUMERIC_FIELDS = INT_FIELDS + FLOAT_FIELDS
 
 
@@ -119,6 +122,17 @@ def test_no_numeric_field_takes_a_bool(name) -> None:
 def test_no_numeric_field_takes_a_non_finite_or_non_number(name, value) -> None:
     with pytest.raises(ConfigError, match=name):
         coerce_field(name, value)
+
+
+@pytest.mark.parametrize("name", PAIR_FIELDS)
+@pytest.mark.parametrize(
+    "value", [[1.0, "nan"], ["inf", 2], [True, 1], "abc", "1", [1], [1, 2, 3], 5, True]
+)
+def test_pair_fields_take_exactly_two_finite_numbers(name, value) -> None:
+    with pytest.raises(ConfigError, match=name):
+        coerce_field(name, value)
+    assert coerce_field(name, "0 8/255") == [0.0, pytest.approx(8 / 255)]
+    assert coerce_field(name, (1, 2.5)) == [1.0, 2.5]
 
 
 @pytest.mark.parametrize("name", INT_FIELDS)

@@ -81,10 +81,38 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "grad_align_lambda": ("gradalign: weight of the gradient-alignment regularizer", {}),
     "beta": ("trades: weight of the KL(clean || adversarial) term", {}),
     "label_smoothing": ("label smoothing of the training loss, in [0, 1)", {}),
+    "clean_weight": (
+        "pgd, fast: add this weight times the clean loss to the adversarial loss (DAT's "
+        "lambda; 1 in DAT's code, 0 is Madry's)",
+        {},
+    ),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),
-    "optimizer": ("optimizer: sgd (with --momentum, --nesterov) or adam", {}),
-    "lr": ("peak learning rate", {}),
+    "optimizer": (
+        "optimizer: sgd (with --momentum, --nesterov), adam, or lalr (DAT's layer-wise "
+        "adaptive learning rate: each layer moves by lr times its clipped weight norm)",
+        {},
+    ),
+    "lalr_base": (
+        "lalr: base direction, adam (Adam moments without bias correction: LAMB-like) or sgd "
+        "(momentum: LARS-like)",
+        {"default": "adam"},
+    ),
+    "lalr_clip": (
+        "lalr: bounds C_L C_U of the weight norm in the layer-wise ratio",
+        {"default": "0 10, DAT's", "nargs": 2, "metavar": ("C_L", "C_U")},
+    ),
+    "lalr_exclude_1d": (
+        "lalr: biases and norm layers take the plain base step, without the layer-wise ratio "
+        "(timm's convention; DAT adapts every layer)",
+        {"bool": True},
+    ),
+    "lr": ("peak learning rate (at --base-batch-size, see --lr-scaling)", {}),
+    "lr_scaling": (
+        "scale --lr to the batch size: linear (lr * B / base), sqrt (lr * sqrt(B / base)) or none",
+        {},
+    ),
+    "base_batch_size": ("the batch size --lr is given for, under --lr-scaling (count)", {}),
     "momentum": ("SGD momentum", {}),
     "nesterov": ("Nesterov momentum", {"bool": True}),
     "weight_decay": ("L2 weight decay (not applied to biases and norm layers)", {}),
@@ -136,6 +164,17 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "torch.distributed backend with several workers: auto (gloo on CPU, nccl on CUDA), "
         "gloo or nccl",
         {},
+    ),
+    "grad_compression": (
+        "with several workers, how gradients are exchanged: none (fp32 all-reduce), fp16, bf16, "
+        "int8 (stochastic rounding, all-gather: DAT's), int8-2sided (all-to-all, sum, "
+        "requantize, all-gather: a quarter of fp32's bytes at any worker count) or powersgd",
+        {},
+    ),
+    "powersgd_rank": ("powersgd: rank of the low-rank gradient approximation", {}),
+    "error_feedback": (
+        "int8, int8-2sided: carry each step's quantization error into the next step",
+        {"bool": True},
     ),
 }
 
@@ -199,7 +238,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text(field))  # fmt: skip
         else:
-            parser.add_argument(flag, default=None, choices=choices(field), help=help_text(field))
+            shape = {key: extra[key] for key in ("nargs", "metavar") if key in extra}
+            parser.add_argument(flag, default=None, choices=choices(field), help=help_text(field),
+                                **shape)  # fmt: skip
     parser.set_defaults(handler=run, precheck=check_before_launch)
 
 

@@ -89,6 +89,13 @@ class Method(ABC):
         """Build the method from a training config (see ``advkit.config.TrainConfig``). A config
         value of None (e.g. ``steps``, ``step_size``) leaves the method's own default."""
         kwargs = cls.config_kwargs(config)
+        if getattr(config, "clean_weight", 0) and "clean_weight" not in kwargs:
+            from advkit.config import ConfigError
+
+            raise ConfigError(
+                f"--clean-weight adds a clean loss to pgd and fast training; method "
+                f"{config.method} does not take it (trades weighs its terms with --beta): drop it"
+            )
         return cls(**{name: value for name, value in kwargs.items() if value is not None})
 
     @classmethod
@@ -103,6 +110,21 @@ class Method(ABC):
     def criterion(self, logits: Tensor, labels: Tensor) -> Tensor:
         """The loss that updates the weights (mean cross-entropy with label smoothing)."""
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+
+    def adversarial_loss(
+        self, model: nn.Module, inputs: Tensor, adv_inputs: Tensor, labels: Tensor,
+        clean_weight: float = 0.0,
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:  # fmt: skip
+        """The loss on ``adv_inputs``, plus ``clean_weight`` times the loss on the clean
+        ``inputs`` (DAT's objective, Zhang et al. UAI 2022: lambda * l(x) + l(x + delta); 0 is
+        Madry's). Both forwards go through ``model``, so one backward synchronizes both terms.
+        Returns (loss, adversarial logits, metrics)."""
+        logits = model(adv_inputs)
+        loss = self.criterion(logits, labels)
+        if not clean_weight:
+            return loss, logits, {}
+        clean_loss = self.criterion(model(inputs), labels)
+        return loss + clean_weight * clean_loss, logits, {"clean_loss": clean_loss.detach()}
 
     def describe(self) -> dict[str, Any]:
         """Hyperparameters for the run metadata (model.json)."""

@@ -41,6 +41,7 @@ class FastTraining(Method):
         init: str = "random",
         step_size: float | None = None,
         attack_train_mode: bool = False,
+        clean_weight: float = 0.0,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -53,6 +54,9 @@ class FastTraining(Method):
         self.init = init
         self.step_size = step_size
         self.attack_train_mode = attack_train_mode
+        if not clean_weight >= 0:
+            raise ValueError(f"clean_weight must be >= 0, got {clean_weight}")
+        self.clean_weight = clean_weight
         self._previous = PersistentDelta()
 
     @classmethod
@@ -61,6 +65,7 @@ class FastTraining(Method):
             "init": config.init,
             "step_size": config.step_size,
             "attack_train_mode": config.attack_train_mode,
+            "clean_weight": config.clean_weight,
         }
 
     def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
@@ -82,10 +87,11 @@ class FastTraining(Method):
             )  # fmt: skip
         if self.init == "previous":
             self._previous.write(delta)
-        logits = ctx.model(inputs + delta)
-        loss = self.criterion(logits, labels)
+        loss, logits, metrics = self.adversarial_loss(
+            ctx.model, inputs, inputs + delta, labels, self.clean_weight
+        )
         ctx.optimize(loss)
-        return StepOutput(loss=loss.detach(), logits=logits.detach())
+        return StepOutput(loss=loss.detach(), logits=logits.detach(), metrics=metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | self._previous.state_dict()

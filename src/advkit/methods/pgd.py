@@ -32,6 +32,7 @@ class PGDTraining(Method):
         step_size: float | None = None,
         random_start: bool = True,
         attack_train_mode: bool = False,
+        clean_weight: float = 0.0,
         **base: Any,
     ) -> None:
         super().__init__(**base)
@@ -41,6 +42,9 @@ class PGDTraining(Method):
         self.step_size = step_size
         self.random_start = random_start
         self.attack_train_mode = attack_train_mode
+        if not clean_weight >= 0:
+            raise ValueError(f"clean_weight must be >= 0, got {clean_weight}")
+        self.clean_weight = clean_weight
 
     @classmethod
     def config_kwargs(cls, config: Any) -> dict[str, Any]:
@@ -48,6 +52,7 @@ class PGDTraining(Method):
             "steps": config.steps,
             "step_size": config.step_size,
             "attack_train_mode": config.attack_train_mode,
+            "clean_weight": config.clean_weight,
         }
 
     def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
@@ -64,7 +69,8 @@ class PGDTraining(Method):
                 ctx.attack_model, inputs, labels, start, threat=threat, eps=ctx.eps,
                 steps=self.steps, step_size=step_size, loss_fn=cross_entropy,
             )  # fmt: skip
-        logits = ctx.model(inputs + delta)
-        loss = self.criterion(logits, labels)
+        loss, logits, metrics = self.adversarial_loss(
+            ctx.model, inputs, inputs + delta, labels, self.clean_weight
+        )
         ctx.optimize(loss)
-        return StepOutput(loss=loss.detach(), logits=logits.detach())
+        return StepOutput(loss=loss.detach(), logits=logits.detach(), metrics=metrics)

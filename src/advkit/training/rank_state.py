@@ -2,10 +2,12 @@
 
 Weights and optimizer state are the same on every worker (DDP keeps them so); what differs is
 each worker's share of the global batch: a method's persistent perturbation (Free-AT's delta of
-its slice) and BatchNorm's running statistics over its shard. The writer gathers every worker's
-share into the checkpoint; on resume each worker takes its own back. Resumed on another number
-of workers, per-sample tensors (sliced along the batch) are joined and sliced anew, which is
-exact, and BatchNorm statistics are averaged, which is not (a warning says so).
+its slice), BatchNorm's running statistics over its shard, and its side of the gradient exchange
+(stochastic rounding's random state, error-feedback residuals). The writer gathers every
+worker's share into the checkpoint; on resume each worker takes its own back. Resumed on
+another number of workers, per-sample tensors (sliced along the batch) are joined and sliced
+anew, which is exact, BatchNorm statistics are averaged, which is not, and the gradient
+exchange starts afresh (a warning says so).
 """
 
 from __future__ import annotations
@@ -27,18 +29,23 @@ def floating_buffers(module: nn.Module | None) -> dict[str, Tensor]:
     return {name: b.detach().clone() for name, b in module.named_buffers() if b.is_floating_point()}
 
 
-def local_state(method: Any, model: nn.Module, ema: nn.Module | None) -> dict[str, Any]:
+def local_state(
+    method: Any, model: nn.Module, ema: nn.Module | None, comm: Any = None
+) -> dict[str, Any]:
     """This worker's own share of the training state."""
     return {
         "method": method.state_dict(),
         "buffers": floating_buffers(model),
         "ema_buffers": floating_buffers(ema),
+        "comm": comm.state_dict() if comm is not None else {},
     }
 
 
-def gather(world: World, method: Any, model: nn.Module, ema: nn.Module | None) -> list | None:
+def gather(
+    world: World, method: Any, model: nn.Module, ema: nn.Module | None, comm: Any = None
+) -> list | None:
     """Every worker's share, on the writer (rank order); None elsewhere."""
-    state = local_state(method, model, ema)
+    state = local_state(method, model, ema, comm)
     if world.size > 1:  # tensors travel between processes on the CPU
         state = _to_cpu(state)
     return world.gather_objects(state)
@@ -46,7 +53,7 @@ def gather(world: World, method: Any, model: nn.Module, ema: nn.Module | None) -
 
 def restore(
     states: list[dict[str, Any]], world: World, method: Any, model: nn.Module,
-    ema: nn.Module | None,
+    ema: nn.Module | None, comm: Any = None,
 ) -> None:  # fmt: skip
     """Load this worker's share from ``states`` (saved by ``gather`` on any number of workers)."""
     if len(states) == world.size:
@@ -54,7 +61,8 @@ def restore(
     else:
         log.warning(
             "resuming a run of %d workers on %d: per-sample state is re-split exactly, "
-            "BatchNorm running statistics are averaged over the old workers", len(states),
+            "BatchNorm running statistics are averaged over the old workers, the gradient "
+            "exchange's residuals start from zero", len(states),
             world.size,
         )  # fmt: skip
         own = {
@@ -62,6 +70,8 @@ def restore(
             "buffers": _average([s["buffers"] for s in states]),
             "ema_buffers": _average([s["ema_buffers"] for s in states]),
         }
+    if comm is not None and own.get("comm"):
+        comm.load_state_dict(own["comm"])
     method.load_state_dict(own["method"])
     _load_buffers(model, own["buffers"])
     if ema is not None:

@@ -23,6 +23,8 @@ from advkit.training.checkpoint import (
     save_state,
     save_weights,
 )
+from advkit.training.epoch_cost import run_totals
+from advkit.training.optim import scaled_lr
 from advkit.training.plots import plot_curves
 
 
@@ -114,7 +116,9 @@ def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
         "method": {"name": c.method, **_jsonable(trainer.method.describe())},
         "epochs": trainer.epochs,
         "batch_size": c.batch_size,
+        "optimizer": {"name": c.optimizer, "lr": scaled_lr(c), "lr_scaling": c.lr_scaling},
         "workers": trainer.world.size,
+        "communication": {"compression": c.grad_compression, **run_totals(trainer.history)},
         "seed": c.seed,
         "ema_decay": c.ema_decay,
         "selected": c.select,

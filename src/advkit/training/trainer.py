@@ -5,8 +5,10 @@ hands it this worker's slice of each global batch and an ``optimize`` closure, a
 bookkeeping around it: LR schedule, eps warm-up, EMA, per-epoch validation, model selection, the
 catastrophic-overfitting guard, checkpoints that survive a kill. Its parts live beside it:
 ``batches`` (the worker's slices), ``totals`` (train metrics), ``run_writer`` (the folder),
-``selection`` (best epoch), ``guard`` (checks and rollbacks), ``rank_state`` (per-worker state).
-Distribution goes through ``advkit.distributed.World``; one process is the world of size 1.
+``selection`` (best epoch), ``guard`` (checks and rollbacks), ``trainer_state`` and
+``rank_state`` (the checkpoint), ``epoch_cost`` (seconds and communication), ``run`` (the
+``train`` entry point). Distribution goes through ``advkit.distributed``: ``World`` (one process
+is the world of size 1) and the gradient exchange ``attach_communication``.
 
     >>> from advkit.config import TrainConfig
     >>> result = train(TrainConfig(epochs=1, subset=1000), run_dir=Path("runs/quick"))
@@ -33,14 +35,15 @@ from advkit import runs
 from advkit.config import ConfigError, TrainConfig
 from advkit.data import DataSplits, load_dataset, num_batches
 from advkit.devices import resolve_device
-from advkit.distributed import World, close_world, init_world, restarted, worker_device
+from advkit.distributed import World, worker_device
+from advkit.distributed.compression import attach_communication
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import create_model
 from advkit.noise import sample_noise
-from advkit.training import rank_state
 from advkit.training.batches import METHOD_NOISE, Batch, worker_batches
 from advkit.training.checkpoint import load_state
 from advkit.training.data_checks import check_same_data, check_splits, fingerprint
+from advkit.training.epoch_cost import EpochCost
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
 from advkit.training.optim import build_optimizer
 from advkit.training.progress import Progress, epoch_line
@@ -50,11 +53,12 @@ from advkit.training.schedules import build_scheduler
 from advkit.training.selection import BestModel
 from advkit.training.signals import stop_on_signals
 from advkit.training.totals import EpochTotals
+from advkit.training.trainer_state import CHECKPOINT_FORMAT, capture, restore
 from advkit.training.validation import robust_accuracy
 
 log = logging.getLogger("advkit.train")
 
-CHECKPOINT_FORMAT = "advkit-checkpoint/2"
+__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "Trainer", "TrainingInterrupted"]
 
 
 class TrainingInterrupted(RuntimeError):
@@ -129,6 +133,10 @@ class Trainer:
         # Attacks run on the plain (or compiled) module; only the weight update goes through DDP.
         self.attack_model: nn.Module = torch.compile(self.model) if config.compile else self.model
         self.step_model = self.world.wrap(self.attack_model)
+        self.comm = attach_communication(
+            self.step_model, config.grad_compression, powersgd_rank=config.powersgd_rank,
+            error_feedback=config.error_feedback, seed=config.seed, rank=self.world.rank,
+        )  # fmt: skip
         self.method: Method = METHODS.get(config.method).from_config(config)
 
         self.batches_per_epoch = num_batches(len(self.train_data), config.batch_size)
@@ -170,6 +178,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.history: list[dict[str, Any]] = []
         self.totals = EpochTotals.zeros(self.device)
+        self.cost = EpochCost()
         self._loss_scale = 1.0
 
     @staticmethod
@@ -183,56 +192,14 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where the run stands (a collective: every
         worker calls it; the writer's result holds every worker's share)."""
-        ranks = rank_state.gather(self.world, self.method, self.model, self.ema)
-        rng = {"cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "world_size": self.world.size,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "ranks": ranks,  # every worker's method state and BatchNorm buffers
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "guard": self.guard.state_dict(),
-            "rng": rng,
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "global_step": self.global_step,
-            "train_seconds": self.train_seconds,
-            "history": json.dumps(self.history),
-            **self.best.state_dict(),
-            "totals": self.totals.state_dict(),
-            "epoch_checks": json.dumps(self.epoch_checks),
-            "data": json.dumps(self.data_fingerprint),
-        }
+        return capture(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        # A checkpoint of format 1 (one process, no "ranks") holds the method's state alone.
-        ranks = state.get("ranks") or [
-            {"method": state["method"], "buffers": {}, "ema_buffers": {}}
-        ]
-        rank_state.restore(ranks, self.world, self.method, self.model, self.ema)
-        self.guard.load_state_dict(state["guard"])
-        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
-        self.global_step = int(state["global_step"])
-        self.train_seconds = float(state["train_seconds"])
-        self.history = json.loads(state["history"])
-        self.best.load_state_dict(state)
-        self.totals = EpochTotals.from_state(state["totals"], self.device)
-        self.epoch_checks = json.loads(state.get("epoch_checks", "[]"))
-        torch.set_rng_state(state["rng"]["cpu"])
-        if "cuda" in state["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        restore(self, state)
 
     def save_checkpoint(self) -> None:
         """checkpoints/last.pt (a collective with several workers; only the writer writes)."""
+        self.cost.add_comm(self.comm.take())
         if self.run_dir is not None:
             self.writer.checkpoint(self.state_dict())
         self.world.barrier()  # nobody runs ahead of a checkpoint that may be resumed
@@ -349,22 +316,28 @@ class Trainer:
                 if self.on_step is not None:
                     self.on_step(self, self.global_step)
                 if self.world.agree(self._stop_requested):
-                    self.train_seconds += time.perf_counter() - started
+                    self._count_seconds(started)
                     self.save_checkpoint()
                     raise TrainingInterrupted(self.run_dir)
                 if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
-                    self.train_seconds += time.perf_counter() - started
+                    self._count_seconds(started)
                     self.save_checkpoint()
                     started = time.perf_counter()
                 if config.co_check_every and self.global_step % config.co_check_every == 0:
-                    self.train_seconds += time.perf_counter() - started
+                    self._count_seconds(started)
                     if verdict := self._guard_check():
                         self.epoch_checks.append({"step": self.global_step, **verdict})
                     started = time.perf_counter()
                     self.model.train()
                     if self.guard.stopped:
                         break
-        self.train_seconds += time.perf_counter() - started
+        self._count_seconds(started)
+
+    def _count_seconds(self, started: float) -> None:
+        """Add the training steps' time since ``started`` to the run's and the epoch's."""
+        seconds = time.perf_counter() - started
+        self.train_seconds += seconds
+        self.cost.seconds += seconds
 
     # ------------------------------------------------------------------ measurements
     def _eval_model(self) -> nn.Module:
@@ -404,6 +377,9 @@ class Trainer:
             "eps": self.current_eps(),
             "train_seconds": round(self.train_seconds, 3),
         }
+        self.cost.add_comm(self.comm.take())
+        record |= self.cost.record()
+        self.cost = EpochCost()
         model = self._eval_model()
         record |= self._validate(model)
         record |= self._guard_check(model)
@@ -442,36 +418,3 @@ class Trainer:
     def metadata(self, selected_epoch: int) -> dict[str, Any]:
         """model.json: all a reader needs to rebuild and evaluate the model."""
         return model_metadata(self, selected_epoch)
-
-
-def train(
-    config: TrainConfig,
-    run_dir: str | Path | None = None,
-    *,
-    resume: bool = False,
-    data: DataSplits | None = None,
-) -> TrainResult:
-    """Train with ``config``; with ``resume``, continue the run in ``run_dir`` from its checkpoint.
-
-    ``data`` replaces the dataset named in the config (tests, notebooks); the run folder then
-    records its name (``data.dataset``) and no data_dir. The run folder is held as its only
-    writer throughout (:func:`advkit.runlock.hold_run`). Under torch's elastic launcher
-    (``torchrun``, ``advkit train --nproc N``), or inside a process group the caller started,
-    every worker calls this and they train one model together; workers the launcher restarted
-    after a failure resume from the run's last checkpoint.
-    """
-    world = init_world(resolve_device(config.validate().device), config.dist_backend)
-    if run_dir is not None and restarted():  # torch's launcher restarted the workers: continue
-        resume = resume or (Path(run_dir) / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).is_file()
-    try:
-        with holding(run_dir):
-            # Before the data loads: a refused change is known at once.
-            changes = None
-            if resume and run_dir is not None:
-                changes = changes_on_resume(Path(run_dir), as_used(config, data))
-            trainer = Trainer(config, run_dir, data=data, world=world)
-            if resume:
-                trainer.resume(changes)
-            return trainer.fit()
-    finally:
-        close_world(world)

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The DAT tables of BENCHMARKS.md on Fashion-MNIST (eps 0.1, cnn-small, equal epochs): baselines
+# at batch 128 on one process, DAT at a 16x global batch (2048) on 2 workers with and without
+# LALR, and DAT with each gradient compression. Each run is trained (unless it exists), then
+# evaluated with the paper and autoattack suites on the first N_EVAL test images.
+# Usage: benchmarks/dat_table.sh OUT_DIR [name ...]   (names: the keys of `runs` below)
+# Learning rates were chosen by validation accuracy (val_pgd in model.json), never the test set:
+# the lr-* runs are that sweep (evaluate nothing: SWEEP=1 skips the evaluation).
+set -euo pipefail
+out=${1:?usage: dat_table.sh OUT_DIR [name ...]}
+shift || true
+n_eval=${N_EVAL:-1000}
+epochs=${EPOCHS:-10}
+advkit=${ADVKIT:-.venv/bin/advkit}
+common=(--dataset fashion-mnist --model cnn-small --eps 0.1 --epochs "$epochs" --quiet)
+dat=(--batch-size 2048 --clean-weight 1 --nproc 2)
+lalr=(--optimizer lalr --lalr-base adam --schedule cyclic)
+nolalr=(--optimizer sgd --lr-scaling linear --schedule cyclic)  # lr 0.1 at 128 -> 1.6 at 2048
+
+declare -A runs=(
+  [at]="--method pgd --steps 7 --batch-size 128"
+  [fast]="--method fast --batch-size 128"
+  [dat-pgd]="--config dat-pgd"
+  [dat-pgd-nolalr]="--method pgd --steps 7 ${dat[*]} ${nolalr[*]}"
+  [dat-fgsm]="--config dat-fgsm"
+  [dat-fgsm-nolalr]="--method fast ${dat[*]} ${nolalr[*]}"
+)
+for lr in 0.0025 0.005 0.01 0.02 0.04; do
+  runs[lr-fgsm-lalr-$lr]="--method fast ${dat[*]} ${lalr[*]} --lr $lr"
+done
+for lr in 0.025 0.05 0.1 0.2; do
+  runs[lr-fgsm-sgd-$lr]="--method fast ${dat[*]} ${nolalr[*]} --lr $lr"
+done
+for compression in fp16 int8 int8-2sided powersgd; do
+  runs[dat-fgsm-$compression]="--config dat-fgsm --grad-compression $compression"
+done
+
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(at fast dat-pgd dat-pgd-nolalr dat-fgsm dat-fgsm-nolalr)
+for name in "${names[@]}"; do
+  run="$out/$name"
+  if [ ! -f "$run/model.safetensors" ]; then
+    # shellcheck disable=SC2086
+    $advkit train "${common[@]}" ${runs[$name]} ${EXTRA:-} --out "$run"
+  fi
+  if [ -z "${SWEEP:-}" ]; then
+    $advkit eval "$run" --suite paper --n-examples "$n_eval" --quiet --eps 0.1
+    $advkit eval "$run" --suite autoattack --n-examples "$n_eval" --quiet --eps 0.1
+  fi
+done
