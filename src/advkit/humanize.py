@@ -28,6 +28,14 @@ def format_duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def format_bytes(count: float) -> str:
+    """``3.2 MB``, ``640 kB``, ``12 B``: decimal units, three significant digits."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(count) >= size:
+            return f"{count / size:.3g} {unit}"
+    return f"{count:.0f} B"
+
+
 def format_eps(eps: float) -> str:
     """``0.03137 (8/255)`` when eps is a whole number of 255ths, else ``0.1``."""
     fraction = Fraction(eps).limit_denominator(255)

@@ -1,4 +1,5 @@
-"""``advkit models``, ``advkit datasets`` and ``advkit methods``: what the registries hold.
+"""``advkit models``, ``datasets``, ``methods`` and ``recipes``: what the registries hold and
+which training recipes ship with advkit.
 
 Descriptions come from registry metadata and are printed as plain text (no reStructuredText or
 Markdown markup), wrapped to the terminal.
@@ -15,6 +16,7 @@ from advkit.data import DATASETS, ENV_VAR, DataNotFoundError, resolve_data_dir
 from advkit.humanize import plain_text
 from advkit.methods import METHODS
 from advkit.models import list_models
+from advkit.recipes import recipe_names, recipe_summary
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     datasets.set_defaults(handler=run_datasets)
     methods = subparsers.add_parser("methods", help="list training methods")
     methods.set_defaults(handler=run_methods)
+    recipes = subparsers.add_parser(
+        "recipes", help="list shipped training recipes (advkit train --config NAME)"
+    )
+    recipes.set_defaults(handler=run_recipes)
 
 
 def table(rows: Iterable[tuple[str, str]], width: int | None = None) -> str:
@@ -58,6 +64,12 @@ def run_datasets(args: argparse.Namespace) -> int:
 def run_methods(args: argparse.Namespace) -> int:
     del args
     print(table((name, METHODS.meta(name).get("description", "")) for name in METHODS.names()))
+    return 0
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    del args
+    print(table((name, recipe_summary(name)) for name in recipe_names()))
     return 0
 
 

@@ -259,6 +259,7 @@ def check_before_launch(args: argparse.Namespace, workers: int) -> None:
     else:
         config = load_config(args.config, _overrides(args))
     World(0, workers).check_divides(config.batch_size)
+    METHODS.get(config.method).from_config(config)  # options the method refuses
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 from advkit.evaluation.checks import CheckReport
 from advkit.evaluation.cost import CALL_COST
 from advkit.evaluation.evaluate import EvalResult
-from advkit.humanize import format_duration, format_eps
+from advkit.humanize import format_bytes, format_duration, format_eps
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2"}
 
@@ -212,8 +212,23 @@ def _training_line(metadata: Mapping[str, Any]) -> str:
         ("training threat", _threat_text(threat) if threat else None),
         ("epochs", metadata.get("epochs")),
         ("training time", _seconds_text(metadata.get("train_seconds"))),
+        ("workers", _workers_text(metadata)),
     ]
     return ", ".join(f"{name} {value}" for name, value in facts if value not in (None, ""))
+
+
+def _workers_text(metadata: Mapping[str, Any]) -> str | None:
+    """``2 (int8 gradients, 41.5 kB per iteration on the wire; communication 3.1 s of 60 s)``."""
+    workers = metadata.get("workers") or 1
+    comm = metadata.get("communication") or {}
+    if workers <= 1 or not comm.get("comm_iterations"):
+        return str(workers) if workers > 1 else None
+    return (
+        f"{workers} ({comm['compression']} gradients, "
+        f"{format_bytes(comm['comm_wire_bytes_per_iter'])} per iteration on the wire; "
+        f"communication {format_duration(comm['comm_seconds'])} of "
+        f"{format_duration(comm['epoch_seconds'])})"
+    )
 
 
 def _threat_text(threat: Mapping[str, Any]) -> str:

@@ -9,7 +9,8 @@ start to [0, 1] before the gradient is taken; "ball" does not (the gradient is t
 that may lie outside the image box, and only the perturbation after the step is clipped), which
 is what the authors' MNIST code does: on MNIST, whose background pixels sit at 0, a clipped start
 gives those pixels only non-negative noise. The attack runs on the unwrapped model in eval mode
-unless ``attack_train_mode`` (the paper's code used train mode).
+unless ``attack_train_mode`` (the paper's code used train mode). ``clean_weight`` lambda > 0
+adds lambda * l(x) to the loss, as DAT-FGSM does (Zhang et al., UAI 2022).
 """
 
 from __future__ import annotations

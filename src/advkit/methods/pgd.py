@@ -2,7 +2,9 @@
 
 Each batch: K steps of PGD of size ``step_size`` from a random start in the eps-ball, then one
 weight update on the adversarial batch. The attack runs on the unwrapped model in eval mode
-(BatchNorm running statistics, not the batch's) unless ``attack_train_mode`` is set.
+(BatchNorm running statistics, not the batch's) unless ``attack_train_mode`` is set. With
+``clean_weight`` lambda > 0 the loss is DAT's, lambda * l(x) + l(x + delta) (Zhang et al., UAI
+2022, arXiv:2206.06257), in one backward.
 """
 
 from __future__ import annotations

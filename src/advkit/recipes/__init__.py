@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 RECIPES_DIR = Path(__file__).parent
@@ -18,3 +19,15 @@ def recipe_path(name: str) -> Path:
     if not path.is_file():
         raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(recipe_names())}")
     return path
+
+
+def recipe_summary(name: str) -> str:
+    """The first sentence of the recipe's leading comment (what ``advkit recipes`` shows)."""
+    lines = []
+    for line in recipe_path(name).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    text = " ".join(lines)
+    end = re.search(r"(?<!\bal)\.(\s|$)", text)  # a sentence's end, not "et al."
+    return text if end is None else text[: end.start() + 1]
