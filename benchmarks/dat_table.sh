@@ -15,7 +15,8 @@ advkit=${ADVKIT:-.venv/bin/advkit}
 common=(--dataset fashion-mnist --model cnn-small --eps 0.1 --epochs "$epochs" --quiet)
 dat=(--batch-size 2048 --clean-weight 1 --nproc 2)
 lalr=(--optimizer lalr --lalr-base adam --schedule cyclic)
-nolalr=(--optimizer sgd --lr-scaling linear --schedule cyclic)  # lr 0.1 at 128 -> 1.6 at 2048
+nolalr=(--optimizer sgd --schedule cyclic)  # lr: the sweep below picks 0.1 unscaled
+scaled=(--optimizer sgd --lr-scaling linear --schedule cyclic)  # lr * 2048 / 128
 
 declare -A runs=(
   [at]="--method pgd --steps 7 --batch-size 128"
@@ -25,13 +26,13 @@ declare -A runs=(
   [dat-fgsm]="--config dat-fgsm"
   [dat-fgsm-nolalr]="--method fast ${dat[*]} ${nolalr[*]}"
 )
-for lr in 0.0025 0.005 0.01 0.02 0.04; do
+for lr in 0.005 0.01 0.02 0.04 0.08 0.16; do
   runs[lr-fgsm-lalr-$lr]="--method fast ${dat[*]} ${lalr[*]} --lr $lr"
 done
-for lr in 0.025 0.05 0.1 0.2; do
-  runs[lr-fgsm-sgd-$lr]="--method fast ${dat[*]} ${nolalr[*]} --lr $lr"
+for lr in 0.00625 0.0125 0.025 0.05 0.1; do
+  runs[lr-fgsm-sgd-$lr]="--method fast ${dat[*]} ${scaled[*]} --lr $lr"
 done
-for compression in fp16 int8 int8-2sided powersgd; do
+for compression in fp16 bf16 int8 int8-2sided powersgd; do
   runs[dat-fgsm-$compression]="--config dat-fgsm --grad-compression $compression"
 done
 

@@ -29,5 +29,5 @@ def recipe_summary(name: str) -> str:
             break
         lines.append(line.lstrip("# ").strip())
     text = " ".join(lines)
-    end = re.search(r"(?<!\bal)\.(\s|$)", text)  # a sentence's end, not "et al."
+    end = re.search(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)\.(\s|$)", text)  # not "et al.", "e.g."
     return text if end is None else text[: end.start() + 1]
