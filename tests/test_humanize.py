@@ -6,7 +6,7 @@ import pytest
 
 from advkit.commands.train import summarize
 from advkit.evaluation.report import format_table, markdown_report
-from advkit.humanize import format_duration, format_eps, plain_text
+from advkit.humanize import format_bytes, format_duration, format_eps, plain_text
 
 
 @pytest.mark.parametrize(
@@ -57,6 +57,28 @@ def test_evaluation_time_and_training_time_in_the_report():
     assert "100 examples, 1 min 43 s" in format_table(data)
     text = markdown_report(data, title="run", metadata={"train_seconds": 7.31})
     assert "1 min 43 s" in text and "training time 7.3 s" in text
+
+
+def test_workers_and_their_communication_in_the_report():
+    data = {
+        "suite": "quick", "norm": "linf", "eps": 0.1, "n_examples": 100, "seconds": 1.0,
+        "seed": 0, "clean": 0.9, "attacks": ["pgd20"], "pgd20": 0.5, "worst_case": 0.5,
+        "warnings": [],
+    }  # fmt: skip
+    comm = {"compression": "int8", "comm_iterations": 270, "comm_wire_bytes_per_iter": 168_400,
+            "comm_seconds": 3.14, "epoch_seconds": 61.0}  # fmt: skip
+    text = markdown_report(data, title="run", metadata={"workers": 2, "communication": comm})
+    assert "workers 2 (int8 gradients, 168 kB per iteration on the wire; communication " in text
+    assert "3.1 s of 1 min 01 s" in text
+    assert "workers" not in markdown_report(data, title="run", metadata={"workers": 1})
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(12, "12 B"), (1500, "1.5 kB"), (2_924_000_000, "2.92 GB"), (6.7e5, "670 kB")],
+)
+def test_format_bytes(count, text):
+    assert format_bytes(count) == text
 
 
 @pytest.mark.parametrize(

@@ -94,9 +94,12 @@ def test_argparse_choices_list_the_registry(capsys):
 
 
 def test_python_dash_m_and_listings():
-    for command in (["models"], ["datasets"], ["methods"]):
+    for command in (["models"], ["datasets"], ["methods"], ["recipes"]):
         out = subprocess.run([sys.executable, "-m", "advkit", *command], capture_output=True,
                              text=True, check=True).stdout  # fmt: skip
         assert out.strip()
     assert "cnn-small" in subprocess.run([sys.executable, "-m", "advkit", "models"],
                                          capture_output=True, text=True).stdout  # fmt: skip
+    recipes = subprocess.run([sys.executable, "-m", "advkit", "recipes"], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    assert "dat-pgd             DAT-PGD (Zhang et al., UAI 2022) scaled to Fashion-MNIST" in recipes
