@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from advkit.distributed.compression import COMPRESSIONS, check_options
 from advkit.errors import BudgetError, UserError, reading
 
 #: The largest integer a field may hold (torch and numpy overflow beyond int64).
@@ -52,8 +53,6 @@ def _parse_real(text: str) -> float:
     except ValueError:
         return float(Fraction(text))
 
-
-COMPRESSIONS = ("none", "fp16", "bf16", "int8", "int8-2sided", "powersgd")
 
 #: The fields that take one of a few fixed names, and those names: what ``validate`` accepts and
 #: what ``advkit train`` offers as choices (None: the field may be left unset). Fields named by a
@@ -219,12 +218,8 @@ class TrainConfig:
                     f"--lalr-clip C_L C_U bounds the weight norm and needs 0 <= C_L <= C_U, got "
                     f"{_shown(low)} {_shown(high)} (DAT's: 0 10)"
                 )
-        if self.error_feedback and not self.grad_compression.startswith("int8"):
-            raise ConfigError(
-                "--error-feedback corrects the int8 quantizers' error: use it with "
-                f"--grad-compression int8 or int8-2sided (here {self.grad_compression}; powersgd "
-                "has its own)"
-            )
+        check_options(self.grad_compression, powersgd_rank=self.powersgd_rank,
+                      error_feedback=self.error_feedback)  # fmt: skip
         if self.powersgd_rank != 1 and self.grad_compression != "powersgd":
             raise ConfigError(
                 "--powersgd-rank sets PowerSGD's rank: add --grad-compression powersgd, or drop it"
