@@ -27,6 +27,12 @@ def test_epoch_line_is_readable():
     )
 
 
+def test_epoch_line_says_how_long_workers_communicated():
+    history = [{"train_seconds": 84.0}, RECORD | {"comm_iterations": 27, "comm_seconds": 1.31}]
+    assert epoch_line(history, 10).endswith("lr 0.0421  42.1 s (communicating 1.3 s)")
+    assert epoch_line([RECORD | {"comm_iterations": 0, "comm_seconds": 0.0}], 10).endswith(" s")
+
+
 def test_epoch_line_shows_method_metrics_and_the_guard():
     record = RECORD | {"train_kl": 0.123456789, "co_clean": 0.9, "co_fgsm": 0.8,
                        "co_pgd": 0.05, "co_collapsed": True}  # fmt: skip

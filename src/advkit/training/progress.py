@@ -61,6 +61,8 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
 
     ``epoch 3/10  loss 0.812  acc 71.2%  val clean 80.1%  PGD 63.4%  lr 0.0421  42.0 s``
 
+    (with several workers: ``42.0 s (communicating 1.3 s)``).
+
     The time is the epoch's own training time; metrics.jsonl keeps every value at full precision.
     """
     record = history[-1]
@@ -81,6 +83,8 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
         parts.append(guard + (" COLLAPSED" if record.get("co_collapsed") else ""))
     parts.append(f"lr {record['lr']:.3g}")
     parts.append(format_duration(record["train_seconds"] - before))
+    if record.get("comm_iterations"):
+        parts[-1] += f" (communicating {format_duration(record['comm_seconds'])})"
     return "  ".join(parts)
 
 
