@@ -294,6 +294,16 @@ def test_training_keeps_the_ranks_weights_identical(ranks, name, cap):
     assert any(not torch.equal(start[k], v) for k, v in rank0["weights"].items())
 
 
+@pytest.mark.parametrize("name", ["int8", "int8+ef"])
+def test_one_sided_int8_trains_the_same_weights_in_one_bucket_or_several(ranks, name):
+    """Each parameter is rounded on its own (its blocks, its keyed draws, its residual), so the
+    bucket layout, DDP's rebuild included, changes nothing, to the bit."""
+    for rank in ranks:
+        one, several = (rank[f"trained-{name}-{cap}"]["weights"] for cap in (25.0, 0.0002))
+        for key, value in one.items():
+            assert torch.equal(value, several[key]), key
+
+
 # ---------------------------------------------------------------------- settings (no workers)
 def test_a_compression_on_one_process_is_refused_with_what_to_change():
     with pytest.raises(CompressionError, match=r"--grad-compression int8 .*--nproc 2"):

@@ -15,7 +15,7 @@ carry error feedback. Works on gloo (CPU) and NCCL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import distributed as dist
@@ -32,7 +32,7 @@ from advkit.distributed.compression.communication import (
 from advkit.distributed.compression.hooks import AllReduce as _AllReduce
 from advkit.distributed.compression.hooks import Bf16, Fp16, PowerSGD
 from advkit.distributed.compression.int8 import Int8Gather, Int8TwoSided
-from advkit.distributed.compression.quantize import SCALE_BYTES, padded_length
+from advkit.distributed.compression.quantize import packed_bytes, padded_length
 
 COMPRESSIONS: tuple[str, ...] = ("none", "fp16", "bf16", "int8", "int8-2sided", "powersgd")
 #: compressions whose rounding error feedback can correct
@@ -77,9 +77,10 @@ def attach_communication(
 
     Every compression, "none" included, gets an accounting hook. On a plain module (one
     process) nothing is exchanged: the ``Communication`` returned measures zeros, and any
-    compression but "none" is refused. ``rank`` and ``seed`` seed the int8 hooks' stochastic
-    rounding (one stream per rank) and PowerSGD's projections (the same on every rank);
-    ``block_size`` is the number of elements sharing one int8 scale.
+    compression but "none" is refused. ``rank`` and ``seed`` key the int8 hooks' stochastic
+    rounding (with the iteration and the parameter: see ``int8``) and seed PowerSGD's
+    projections (the same on every rank); ``block_size`` is the number of elements sharing one
+    int8 scale (each parameter padded to whole blocks).
     """
     check_options(compression, powersgd_rank=powersgd_rank, error_feedback=error_feedback,
                   block_size=block_size)  # fmt: skip
@@ -120,28 +121,28 @@ def check_options(
 
 
 def estimate_bytes(
-    numel: int, compression: str, world_size: int, *, block_size: int = 256
+    numel: int | Sequence[int], compression: str, world_size: int, *, block_size: int = 256
 ) -> tuple[float, float]:
-    """(payload, wire) bytes per worker per iteration for ``numel`` fp32 gradients in one bucket.
+    """(payload, wire) bytes per worker per iteration for fp32 gradients in one bucket.
 
-    The analytic model the counters follow (per bucket; several buckets pad each). PowerSGD
-    depends on the tensors' shapes, not only their count: not estimated here.
+    ``numel`` is the sizes of the bucket's parameters (an int: one parameter): the int8 hooks
+    pad each parameter to whole blocks of ``block_size``, so their bytes depend on the sizes,
+    not only on their sum. The analytic model the counters follow (per bucket; several buckets
+    pad each). PowerSGD depends on the tensors' shapes: not estimated here.
     """
     check_options(compression, block_size=block_size)
+    sizes = [numel] if isinstance(numel, int) else list(numel)
     size = world_size
-
-    def int8_row(n_codes: int) -> int:
-        return n_codes + SCALE_BYTES * (n_codes // block_size)
-
     if compression == "powersgd":
         raise CompressionError("PowerSGD's bytes depend on the tensors' shapes: count them")
     if compression in ("none", "fp16", "bf16"):
-        payload = numel * (4 if compression == "none" else 2)
+        payload = sum(sizes) * (4 if compression == "none" else 2)
         return float(payload), WIRE_SHARE["all_reduce"](size) * payload
+    length = sum(padded_length(n, block_size) for n in sizes)  # the canonical vector
     if compression == "int8":
-        row = int8_row(padded_length(numel, block_size))
+        row = packed_bytes(length, block_size)
         return float(row), WIRE_SHARE["all_gather"](size) * row
-    chunk_row = int8_row(padded_length(-(-numel // size), block_size))
+    chunk_row = packed_bytes(padded_length(-(-length // size), block_size), block_size)
     payload = size * chunk_row + chunk_row
     wire = (WIRE_SHARE["all_to_all"](size) * size + WIRE_SHARE["all_gather"](size)) * chunk_row
     return float(payload), wire

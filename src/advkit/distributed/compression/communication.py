@@ -3,12 +3,13 @@
 Definitions (per worker, per iteration, W workers):
 
 - payload (``comm_bytes``): bytes of the tensors this worker hands to collectives: an fp32
-  all-reduce of n floats is 4n; int8's all_gather its padded codes plus 4 bytes per block scale;
-  the two-sided scheme its all_to_all input plus its all_gather input.
+  all-reduce of n floats is 4n; int8's all_gather its codes (each parameter padded to whole
+  blocks) plus 4 bytes per block scale; the two-sided scheme its all_to_all input plus its
+  all_gather input.
 - wire (``comm_wire_bytes``), the ring model: an all-reduce puts 2(W-1)/W of its payload on the
   wire, an all_gather (W-1) times this worker's part, an all_to_all (W-1)/W of its input. At
-  W = 2: fp16 half of fp32's wire bytes, int8 and int8-2sided about a quarter (plus the scales:
-  4 / block_size, 1.6% at 256).
+  W = 2: fp16 half of fp32's wire bytes, int8 and int8-2sided about a quarter (plus the scales,
+  4 / block_size, 1.6% at 256, and the padding: under one block per parameter).
 - time (``comm_seconds``): per iteration, the span from the first hook call to the completion
   of the last bucket's future (``perf_counter``); buckets overlap each other and the backward,
   so per-bucket times are never summed.

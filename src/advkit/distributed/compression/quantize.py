@@ -7,17 +7,27 @@ value ``level * absmax / 127`` is unbiased and within ``absmax / 127`` of ``x``.
 keep the levels used on large tensors (one norm for a whole tensor, as in QSGD, leaves nearly
 every element at level 0). Decoding is plain float arithmetic on the signed codes (DAT's released
 decoder divides a uint8 by 2 with true division, which biases every value).
+
+The draws ``u`` are keyed, never a running stream: ``fill_uniform`` seeds a generator per segment
+(a parameter) from ``rounding_seeds(seed, rank, iteration, stage, keys)``, so a parameter's draws
+depend on nothing but who rounds it, when, and which parameter it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from torch import Tensor
+
+from advkit.noise import mix_keys
 
 #: The largest level; codes are int8 in -LEVELS..LEVELS (-128 is never used: symmetric levels).
 LEVELS = 127
 #: bytes of one fp32 scale
 SCALE_BYTES = 4
+_MASK63 = np.uint64((1 << 63) - 1)  # torch.Generator seeds are taken as signed 64-bit
 
 
 def padded_length(n: int, multiple: int) -> int:
@@ -25,25 +35,38 @@ def padded_length(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def make_generator(seed: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The stochastic-rounding generator of one worker: its own stream per (seed, rank)."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 0x9E3779B97F4A7C15 + rank) % 2**63)
-    return generator
+def rounding_seeds(
+    seed: int, rank: int, iteration: int, stage: int, keys: Sequence[int]
+) -> list[int]:
+    """One generator seed per key (a parameter's position) for the draws of worker ``rank`` at
+    ``iteration``; ``stage`` separates independent roundings of one iteration."""
+    mixed = mix_keys(seed, rank, iteration, stage, np.asarray(keys, dtype=np.uint64)) & _MASK63
+    return [int(value) for value in mixed]
 
 
-def quantize(values: Tensor, block_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def fill_uniform(
+    out: Tensor, segments: Sequence[tuple[int, int]], seeds: Sequence[int],
+    generator: torch.Generator,
+) -> Tensor:  # fmt: skip
+    """Fill ``out[start:stop]`` of each segment with U[0, 1) draws seeded by its seed."""
+    for (start, stop), seed in zip(segments, seeds, strict=True):
+        generator.manual_seed(seed)
+        out[start:stop].uniform_(generator=generator)
+    return out
+
+
+def quantize(values: Tensor, block_size: int, noise: Tensor) -> tuple[Tensor, Tensor]:
     """int8 codes ``(m,)`` and fp32 block scales ``(m / block_size,)`` of a flat ``(m,)`` vector.
 
-    ``m`` must be a multiple of ``block_size`` (pad with zeros first: a zero pads nothing into
-    a block's absmax). A block of zeros gets scale 0 and codes 0.
+    ``noise`` holds the ``m`` uniform draws in [0, 1) of the rounding. ``m`` must be a multiple
+    of ``block_size`` (pad with zeros first: a zero pads nothing into a block's absmax, and is
+    sent as code 0 whatever its draw). A block of zeros gets scale 0 and codes 0.
     """
     blocks = values.view(-1, block_size).float()
     scales = blocks.abs().amax(dim=1)
     safe = torch.where(scales > 0, scales, torch.ones_like(scales))
     levels = blocks / safe.unsqueeze(1) * LEVELS
-    noise = torch.rand(levels.shape, generator=generator, device=levels.device)
-    codes = levels.add_(noise).floor_().clamp_(-LEVELS, LEVELS).to(torch.int8)
+    codes = levels.add_(noise.view_as(levels)).floor_().clamp_(-LEVELS, LEVELS).to(torch.int8)
     return codes.view(-1), scales
 
 
