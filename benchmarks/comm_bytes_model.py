@@ -53,7 +53,8 @@ def main() -> None:
     args = parser.parse_args()
     model = create_model(args.model, num_classes=args.classes)
     shapes = [tuple(p.shape) for p in model.parameters()]
-    numel = sum(p.numel() for p in model.parameters())
+    sizes = [p.numel() for p in model.parameters()]  # int8 pads each tensor to whole blocks
+    numel = sum(sizes)
     print(f"{args.model}: {numel / 1e6:.2f} M parameters, fp32 gradient {4 * numel / 1e6:.1f} MB")
     names = [*COMPRESSIONS, *(f"powersgd r={r}" for r in args.powersgd_ranks)]
     print("\nwire MB per worker per iteration (payload MB in brackets):\n")
@@ -61,9 +62,9 @@ def main() -> None:
     print("|---" * (len(names) + 1) + "|")
     for workers in args.workers:
         cells = []
-        fp32_wire = estimate_bytes(numel, "none", workers)[1]
+        fp32_wire = estimate_bytes(sizes, "none", workers)[1]
         for name in COMPRESSIONS:
-            payload, wire = estimate_bytes(numel, name, workers)
+            payload, wire = estimate_bytes(sizes, name, workers)
             cells.append(f"{wire / 1e6:.1f} ({payload / 1e6:.1f}) = {wire / fp32_wire:.3f}x")
         for rank in args.powersgd_ranks:
             payload = 4 * powersgd_elements(shapes, rank)
