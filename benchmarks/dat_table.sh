@@ -5,7 +5,8 @@
 # evaluated with the paper and autoattack suites on the first N_EVAL test images.
 # Usage: benchmarks/dat_table.sh OUT_DIR [name ...]   (names: the keys of `runs` below)
 # Learning rates were chosen by validation accuracy (val_pgd in model.json), never the test set:
-# the lr-* runs are that sweep (evaluate nothing: SWEEP=1 skips the evaluation).
+# the lr-* runs are that sweep (evaluate nothing: SWEEP=1 skips the evaluation). SUITES picks
+# the evaluation suites (default "paper autoattack").
 set -euo pipefail
 out=${1:?usage: dat_table.sh OUT_DIR [name ...]}
 shift || true
@@ -45,7 +46,8 @@ for name in "${names[@]}"; do
     $advkit train "${common[@]}" ${runs[$name]} ${EXTRA:-} --out "$run"
   fi
   if [ -z "${SWEEP:-}" ]; then
-    $advkit eval "$run" --suite paper --n-examples "$n_eval" --quiet --eps 0.1
-    $advkit eval "$run" --suite autoattack --n-examples "$n_eval" --quiet --eps 0.1
+    for suite in ${SUITES:-paper autoattack}; do
+      $advkit eval "$run" --suite "$suite" --n-examples "$n_eval" --quiet --eps 0.1
+    done
   fi
 done
