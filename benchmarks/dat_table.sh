@@ -22,9 +22,9 @@ scaled=(--optimizer sgd --lr-scaling linear --schedule cyclic)  # lr * 2048 / 12
 declare -A runs=(
   [at]="--method pgd --steps 7 --batch-size 128"
   [fast]="--method fast --batch-size 128"
-  [dat-pgd]="--config dat-pgd"
+  [dat-pgd]="--config dat-pgd --nproc 2"
   [dat-pgd-nolalr]="--method pgd --steps 7 ${dat[*]} ${nolalr[*]}"
-  [dat-fgsm]="--config dat-fgsm"
+  [dat-fgsm]="--config dat-fgsm --nproc 2"
   [dat-fgsm-nolalr]="--method fast ${dat[*]} ${nolalr[*]}"
 )
 for lr in 0.005 0.01 0.02 0.04 0.08 0.16; do
@@ -34,7 +34,7 @@ for lr in 0.00625 0.0125 0.025 0.05 0.1; do
   runs[lr-fgsm-sgd-$lr]="--method fast ${dat[*]} ${scaled[*]} --lr $lr"
 done
 for compression in fp16 bf16 int8 int8-2sided powersgd; do
-  runs[dat-fgsm-$compression]="--config dat-fgsm --grad-compression $compression"
+  runs[dat-fgsm-$compression]="--config dat-fgsm --nproc 2 --grad-compression $compression"
 done
 
 names=("$@")

@@ -64,6 +64,12 @@ def test_resume_of_finished_run_is_a_no_op(trained_run, capsys):
         (["train", "--resume", "/nonexistent/run"], "not a run folder"),
         (["train", "--dataset", "mnist", "--data-dir", "/nonexistent/data"], "/nonexistent/data"),
         (["eval", "/nonexistent/run"], "/nonexistent/run"),
+        (["train", "--subset", "256", "--grad-compression", "int8"], "on several workers"),
+        (["train", "--optimizer", "lalr", "--lalr-clip", "10", "0"], "0 <= C_L <= C_U"),
+        (["train", "--lalr-base", "sgd"], "add --optimizer lalr"),
+        (["train", "--method", "trades", "--clean-weight", "1"], "does not take it"),
+        (["train", "--grad-compression", "fp16", "--error-feedback"], "int8 or int8-2sided"),
+        (["train", "--powersgd-rank", "4"], "add --grad-compression powersgd"),
     ],
 )
 def test_bad_input_is_one_clear_line(argv, message, capsys, tmp_path):
