@@ -26,6 +26,8 @@ declare -A runs=(
   [dat-pgd-nolalr]="--method pgd --steps 7 ${dat[*]} ${nolalr[*]}"
   [dat-fgsm]="--config dat-fgsm --nproc 2"
   [dat-fgsm-nolalr]="--method fast ${dat[*]} ${nolalr[*]}"
+  [dat-pgd-cw0]="--config dat-pgd --nproc 2 --clean-weight 0"  # LALR alone: Madry's loss
+  [dat-fgsm-cw0]="--config dat-fgsm --nproc 2 --clean-weight 0"
 )
 for lr in 0.005 0.01 0.02 0.04 0.08 0.16; do
   runs[lr-fgsm-lalr-$lr]="--method fast ${dat[*]} ${lalr[*]} --lr $lr"
