@@ -48,23 +48,23 @@ def test_a_short_training_run_says_how_many_seconds(tmp_path):
     assert "eps=0.03137 (8/255)" in summarize(_meta(2.4), tmp_path)
 
 
+#: A small evaluation result, as advkit eval writes it.
+EVALUATION = {
+    "suite": "quick", "norm": "linf", "eps": 0.1, "n_examples": 100, "seconds": 103.4,
+    "seed": 0, "clean": 0.9, "attacks": ["pgd20"], "pgd20": 0.5, "worst_case": 0.5,
+    "warnings": [],
+}  # fmt: skip
+
+
 def test_evaluation_time_and_training_time_in_the_report():
-    data = {
-        "suite": "quick", "norm": "linf", "eps": 0.1, "n_examples": 100, "seconds": 103.4,
-        "seed": 0, "clean": 0.9, "attacks": ["pgd20"], "pgd20": 0.5, "worst_case": 0.5,
-        "warnings": [],
-    }  # fmt: skip
+    data = dict(EVALUATION)
     assert "100 examples, 1 min 43 s" in format_table(data)
     text = markdown_report(data, title="run", metadata={"train_seconds": 7.31})
     assert "1 min 43 s" in text and "training time 7.3 s" in text
 
 
 def test_workers_and_their_communication_in_the_report():
-    data = {
-        "suite": "quick", "norm": "linf", "eps": 0.1, "n_examples": 100, "seconds": 1.0,
-        "seed": 0, "clean": 0.9, "attacks": ["pgd20"], "pgd20": 0.5, "worst_case": 0.5,
-        "warnings": [],
-    }  # fmt: skip
+    data = dict(EVALUATION)
     comm = {"compression": "int8", "comm_iterations": 270, "comm_wire_bytes_per_iter": 168_400,
             "comm_seconds": 3.14, "epoch_seconds": 61.0}  # fmt: skip
     text = markdown_report(data, title="run", metadata={"workers": 2, "communication": comm})
