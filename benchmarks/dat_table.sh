@@ -32,7 +32,7 @@ declare -A runs=(
 for lr in 0.005 0.01 0.02 0.04 0.08 0.16; do
   runs[lr-fgsm-lalr-$lr]="--method fast ${dat[*]} ${lalr[*]} --lr $lr"
 done
-for lr in 0.00625 0.0125 0.025 0.05 0.1; do
+for lr in 0.003125 0.00625 0.0125 0.025 0.05 0.1; do
   runs[lr-fgsm-sgd-$lr]="--method fast ${dat[*]} ${scaled[*]} --lr $lr"
 done
 for compression in fp16 bf16 int8 int8-2sided powersgd; do
