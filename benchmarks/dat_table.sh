@@ -38,6 +38,7 @@ done
 for compression in fp16 bf16 int8 int8-2sided powersgd; do
   runs[dat-fgsm-$compression]="--config dat-fgsm --nproc 2 --grad-compression $compression"
 done
+runs[dat-fgsm-int8-ef]="--config dat-fgsm --nproc 2 --grad-compression int8 --error-feedback"
 
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(at fast dat-pgd dat-pgd-nolalr dat-fgsm dat-fgsm-nolalr)
