@@ -4,13 +4,16 @@ communication C and total time T per epoch, bytes per iteration.
     .venv/bin/python benchmarks/summarize_dat.py runs/dat [--runs at fast dat-pgd ...]
 
 Reads model.json (workers, optimizer, compression, per-run sums of epoch_seconds, comm_seconds
-and bytes) and eval-paper.json / eval-autoattack.json. C and T are means per epoch; val PGD is
-the selected epoch's validation accuracy (what learning rates were chosen by).
+and bytes), metrics.jsonl (the median epoch) and eval-paper.json / eval-autoattack.json. C and T
+are means per epoch; val PGD is the selected epoch's validation accuracy (what learning rates
+were chosen by).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 from pathlib import Path
 
 from summarize_runs import load_run
@@ -18,6 +21,12 @@ from summarize_runs import load_run
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}"
+
+
+def _median_epoch(path: Path) -> float:
+    """The median epoch's seconds: robust to epochs slowed by other jobs on the machine."""
+    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    return statistics.median(r["epoch_seconds"] for r in records)
 
 
 def row(run: dict) -> list[str]:
@@ -39,12 +48,14 @@ def row(run: dict) -> list[str]:
         _pct(meta.get("val_pgd")),
         f"{comm['comm_seconds'] / epochs:.2f}" if workers > 1 else "NA",
         f"{comm.get('epoch_seconds', meta['train_seconds']) / epochs:.1f}",
+        f"{_median_epoch(run['path']):.1f}",
         f"{wire / 1e3:.1f}" if workers > 1 else "NA",
     ]
 
 
 HEAD = ["run", "method", "workers x batch", "optimizer", "gradients", "clean %", "PGD-20 %",
-        "AA-style %", "val PGD %", "C s/epoch", "T s/epoch", "wire kB/iter"]  # fmt: skip
+        "AA-style %", "val PGD %", "C s/epoch", "T s/epoch", "T median",
+        "wire kB/iter"]  # fmt: skip
 
 
 def main() -> None:
@@ -53,7 +64,8 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", help="run names in table order (default: all)")
     args = parser.parse_args()
     names = args.runs or sorted(p.name for p in args.folder.iterdir())
-    runs = [load_run(args.folder / n) for n in names if (args.folder / n / "model.json").is_file()]
+    runs = [load_run(args.folder / n) | {"path": args.folder / n}
+            for n in names if (args.folder / n / "model.json").is_file()]  # fmt: skip
     print("| " + " | ".join(HEAD) + " |")
     print("|---" * len(HEAD) + "|")
     for run in runs:
