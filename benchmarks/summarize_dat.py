@@ -29,6 +29,14 @@ def _median_epoch(path: Path) -> float:
     return statistics.median(r["epoch_seconds"] for r in records)
 
 
+def _gradients(path: Path, comm: dict) -> str:
+    """The compression, "+ EF" with error feedback (from the run's config.yaml)."""
+    import yaml
+
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    return comm.get("compression", "none") + (" + EF" if config.get("error_feedback") else "")
+
+
 def row(run: dict) -> list[str]:
     meta = run["meta"]
     comm = meta.get("communication", {})
@@ -41,7 +49,7 @@ def row(run: dict) -> list[str]:
         f"{meta['method']['name']}",
         f"{workers} x {meta['batch_size'] // workers}",
         meta["optimizer"]["name"] + f" {meta['optimizer']['lr']:.3g}",
-        comm.get("compression", "none") if workers > 1 else "-",
+        _gradients(run["path"], comm) if workers > 1 else "-",
         _pct(paper.get("clean")),
         _pct(paper.get("pgd20")),
         _pct(autoattack.get("worst_case")),
