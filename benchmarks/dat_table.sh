@@ -38,6 +38,11 @@ done
 for compression in fp16 bf16 int8 int8-2sided powersgd; do
   runs[dat-fgsm-$compression]="--config dat-fgsm --nproc 2 --grad-compression $compression"
 done
+# LALR's other settings, on validation (SWEEP=1)
+runs[lalr-fgsm-exclude-1d]="--config dat-fgsm --nproc 2 --lalr-exclude-1d"
+runs[lalr-fgsm-sgd-base]="--config dat-fgsm --nproc 2 --lalr-base sgd"
+runs[lalr-fgsm-clip-20]="--config dat-fgsm --nproc 2 --lalr-clip 0 20"
+runs[lalr-fgsm-cosine-warmup]="--config dat-fgsm --nproc 2 --schedule cosine --warmup-epochs 2"
 runs[dat-fgsm-int8-ef]="--config dat-fgsm --nproc 2 --grad-compression int8 --error-feedback"
 
 names=("$@")
