@@ -83,6 +83,7 @@ class TrainConfig:
     augment: str | None = None  # None: the dataset's default ("none" or "crop-flip")
     # model
     model: str = "cnn-small"
+    model_args: dict[str, Any] | None = None  # keyword arguments of the model's factory
     channels_last: bool = False
     normalize: bool = True  # False: the model sees raw [0, 1] pixels (mean 0, std 1)
     # method and threat model
@@ -256,7 +257,7 @@ RESUMABLE_FIELDS = frozenset(
 #: What of the run the other fields define, for the message refusing their change on resume.
 _RUN_DEFINES = {
     "data": "dataset val_size subset augment",
-    "model": "model normalize sync_bn",
+    "model": "model model_args normalize sync_bn",
     "threat model": "norm eps eps_warmup_epochs steps step_size init",
     "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
     "attack_train_mode clean_weight",
@@ -309,7 +310,7 @@ def _same(old: Any, new: Any) -> bool:
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return "--model-arg" if name == "model_args" else "--" + name.replace("_", "-")
 
 
 def _shown(value: Any) -> str:
@@ -350,6 +351,8 @@ def coerce_field(name: str, value: Any) -> Any:
             return None
         raise ConfigError(f"{name} cannot be empty")
     try:
+        if getattr(base, "__origin__", None) is dict:
+            return parse_model_args(value)
         if getattr(base, "__origin__", None) is list:
             return _parse_pair(value)
         if base is bool:
@@ -365,6 +368,38 @@ def coerce_field(name: str, value: Any) -> Any:
         raise ConfigError(f"{name}: {error}") from None
     except (TypeError, ValueError):
         raise ConfigError(f"{name} expects {base.__name__}, got {value!r}") from None
+
+
+def parse_model_args(value: Any) -> dict[str, Any]:
+    """A model's keyword arguments: a mapping (YAML), or ``NAME=VALUE`` strings (the CLI's
+    repeated ``--model-arg``), each value read as YAML reads a scalar (``28`` an int, ``0.3`` a
+    float, ``true`` a bool, anything else a string); the model's factory checks names and types."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list | tuple):
+            raise ConfigError(f"expected NAME=VALUE pairs such as depth=28, got {value!r}")
+        items = []
+        for text in texts:
+            name, sep, raw = str(text).partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"--model-arg takes NAME=VALUE, e.g. depth=28; got {text!r}")
+            items.append((name.strip(), _scalar(raw.strip())))
+    parsed = {}
+    for name, item in items:
+        if not isinstance(item, str | int | float | bool) and item is not None:
+            raise ConfigError(f"model argument {name} must be a number, bool or string")
+        parsed[str(name)] = item
+    return parsed
+
+
+def _scalar(text: str) -> Any:
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return loaded if isinstance(loaded, str | int | float | bool) else text
 
 
 def _parse_pair(value: Any) -> list[float]:

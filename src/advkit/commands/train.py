@@ -39,6 +39,16 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"default": "the dataset's own: crop-flip for CIFAR, none for the others"},
     ),
     "model": ("architecture (see advkit models)", {}),
+    "model_args": (
+        "a keyword argument of the model, NAME=VALUE, repeatable (e.g. --model wrn --model-arg "
+        "depth=16 --model-arg widen_factor=4; advkit models lists them)",
+        {
+            "default": "the model's own",
+            "flag": "--model-arg",
+            "action": "append",
+            "metavar": "NAME=VALUE",
+        },
+    ),
     "channels_last": (
         "use the channels_last memory format (13-27% faster for a BatchNorm CNN on a CPU, "
         "little for cnn-small; BENCHMARKS.md)",
@@ -233,8 +243,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", default=None, help="no progress bars")
     add_worker_options(parser)
     for field, (_, extra) in OPTIONS.items():
-        flag = "--" + field.replace("_", "-")
-        if extra.get("bool"):
+        flag = extra.get("flag", "--" + field.replace("_", "-"))
+        if "action" in extra:
+            parser.add_argument(flag, dest=field, action=extra["action"], default=None,
+                                metavar=extra["metavar"], help=help_text(field))  # fmt: skip
+        elif extra.get("bool"):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text(field))  # fmt: skip
         else:

@@ -93,12 +93,40 @@ def create_model(
             f"model {name!r} does not take the options {unknown}; it accepts {params or 'none'}"
             f"{hint}"
         )
+    for key, value in kwargs.items():
+        _check_type(name, signature.get(key), value)
     return NormalizedModel(factory(num_classes, in_channels, **kwargs), mean, std)
+
+
+def _check_type(model: str, parameter: inspect.Parameter | None, value: object) -> None:
+    """ValueError unless ``value`` has the type of ``parameter``'s default (when it has one)."""
+    default = None if parameter is None else parameter.default
+    if default is None or default is inspect.Parameter.empty:
+        return
+    kind = type(default)
+    fits = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(kind, True)
+    if not fits:
+        raise ValueError(
+            f"model {model!r} takes {parameter.name} as {kind.__name__} (default {default!r}), "
+            f"got {value!r}"
+        )
 
 
 def list_models() -> list[tuple[str, str]]:
     """``(name, description)`` for every registered model, sorted by name."""
-    return [(name, MODELS.meta(name).get("description", "")) for name in MODELS.names()]
+    rows = []
+    for name in MODELS.names():
+        text = MODELS.meta(name).get("description", "")
+        options = list(inspect.signature(MODELS.get(name)).parameters.values())[2:]
+        if options and "options" not in text:  # the --model-arg names, with their defaults
+            text += " (options " + ", ".join(f"{o.name}={o.default!r}" for o in options) + ")"
+        rows.append((name, text))
+    return rows
 
 
 def check_input_size(x: Tensor, size: int, name: str) -> None:

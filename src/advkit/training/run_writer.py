@@ -104,7 +104,7 @@ def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
         "format": runs.META_FORMAT,
         "advkit_version": __version__,
         "architecture": c.model,
-        "model_kwargs": {},
+        "model_kwargs": dict(c.model_args or {}),
         "num_classes": trainer.data.num_classes,
         "mean": list(trainer.input_mean),
         "std": list(trainer.input_std),

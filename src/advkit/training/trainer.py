@@ -124,7 +124,7 @@ class Trainer:
         self.input_std = self.data.std if config.normalize else (1.0,) * channels
         self.model = create_model(
             config.model, num_classes=self.data.num_classes, mean=self.input_mean,
-            std=self.input_std,
+            std=self.input_std, **(config.model_args or {}),
         ).to(self.device)  # fmt: skip
         if config.sync_bn:
             self.model = sync_batchnorm(self.model, self.device, self.world)
