@@ -139,6 +139,7 @@ class TrainConfig:
     powersgd_rank: int = 1
     error_feedback: bool = False
     out: str | None = None
+    log: list[str] | None = None  # also log metrics as: csv, tensorboard
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -199,6 +200,9 @@ class TrainConfig:
                 shown = ", ".join(str(a) for a in allowed if a is not None)
                 raise ConfigError(f"{name} must be one of {shown}; got {getattr(self, name)!r}")
         self._check_needs()
+        from advkit.training.metric_logs import check_logs  # the training package imports this
+
+        check_logs(self.log)
         self.check_budgets()
         return self
 
@@ -251,7 +255,7 @@ class TrainConfig:
 #: stops, its checks steer the run.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "data_dir", "out", "device", "quiet", "checkpoint_every", "compile",
-     "channels_last", "co_check_every", "dist_backend"}
+     "channels_last", "co_check_every", "dist_backend", "log"}
 )  # fmt: skip
 
 #: What of the run the other fields define, for the message refusing their change on resume.
@@ -353,6 +357,8 @@ def coerce_field(name: str, value: Any) -> Any:
     try:
         if getattr(base, "__origin__", None) is dict:
             return parse_model_args(value)
+        if getattr(base, "__origin__", None) is list and base.__args__ == (str,):
+            return _parse_names(value)
         if getattr(base, "__origin__", None) is list:
             return _parse_pair(value)
         if base is bool:
@@ -400,6 +406,15 @@ def _scalar(text: str) -> Any:
     except yaml.YAMLError:
         return text
     return loaded if isinstance(loaded, str | int | float | bool) else text
+
+
+def _parse_names(value: Any) -> list[str]:
+    """Names: a list (YAML, the CLI's repeated option) or one string, commas splitting it."""
+    texts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
+        raise ConfigError(f"expected names such as csv,tensorboard, got {value!r}")
+    names = [t.strip() for text in texts for t in text.split(",") if t.strip()]
+    return list(dict.fromkeys(names))
 
 
 def _parse_pair(value: Any) -> list[float]:

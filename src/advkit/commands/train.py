@@ -175,6 +175,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "gloo or nccl",
         {},
     ),
+    "log": (
+        "also log the per-epoch metrics as tensorboard (event files in RUN/tensorboard; "
+        "pip install 'advkit[tensorboard]') or csv (RUN/metrics.csv); repeatable",
+        {"default": "metrics.jsonl only", "action": "append", "metavar": "{csv,tensorboard}"},
+    ),
     "grad_compression": (
         "with several workers, how gradients are exchanged: none (fp32 all-reduce), fp16, bf16, "
         "int8 (stochastic rounding, all-gather: DAT's), int8-2sided (all-to-all, sum, "

@@ -24,6 +24,7 @@ from advkit.training.checkpoint import (
     save_weights,
 )
 from advkit.training.epoch_cost import run_totals
+from advkit.training.metric_logs import MetricLogs
 from advkit.training.optim import scaled_lr
 from advkit.training.plots import plot_curves
 
@@ -31,9 +32,12 @@ from advkit.training.plots import plot_curves
 class RunWriter:
     """The run folder as the trainer sees it."""
 
-    def __init__(self, run_dir: Path | None, *, enabled: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path | None, *, enabled: bool = True, logs: list[str] | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.enabled = enabled and run_dir is not None
+        self.logs = MetricLogs(run_dir, logs) if self.enabled else None
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -60,6 +64,7 @@ class RunWriter:
             return
         lines = "".join(json.dumps(record) + "\n" for record in records)
         atomic_write(self.run_dir / runs.METRICS_FILE, lambda tmp: tmp.write_text(lines))
+        self.logs.write(records)
 
     def resumed(
         self, epoch: int, batch: int, step: int, changes: dict[str, tuple[Any, Any]]
@@ -92,6 +97,7 @@ class RunWriter:
             save_weights(weights, self.run_dir / runs.MODEL_FILE)
             save_json(metadata, self.run_dir / runs.META_FILE)
             plot_curves(records, self.run_dir / "curves.png", title=title)
+            self.logs.close()
 
 
 def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:

@@ -100,7 +100,7 @@ class Trainer:
         self.world = world or World()
         self.world.check_divides(config.batch_size)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.writer = RunWriter(self.run_dir, enabled=self.world.is_writer)
+        self.writer = RunWriter(self.run_dir, enabled=self.world.is_writer, logs=config.log)
         self.device = worker_device(resolve_device(config.device), self.world)
         self.on_step = on_step
         self._stop_requested = False
