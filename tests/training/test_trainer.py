@@ -191,3 +191,28 @@ def test_no_normalize_feeds_raw_pixels_and_the_saved_model_agrees(fashion_small,
 def test_steps_default_to_the_method_own(fashion_small, method, steps, expected):
     trainer = Trainer(small_config(method=method, steps=steps), data=fashion_small)
     assert trainer.method.steps == expected
+
+
+def test_a_diverged_run_stops_and_keeps_its_best_epoch(fashion_small, tmp_path, caplog):
+    """A non-finite training loss stops the run after that epoch (it used to train on at NaN
+    for every remaining epoch); the best epoch's weights are what the run folder keeps."""
+
+    def blow_up(trainer: Trainer, step: int) -> None:
+        if step == 12:  # in epoch 2 of 8 batches: the weights become NaN, as a too-large LR does
+            with torch.no_grad():
+                for parameter in trainer.model.parameters():
+                    parameter.fill_(float("nan"))
+
+    config = small_config(epochs=5, method="natural", schedule="constant")
+    trainer = Trainer(config, tmp_path, data=fashion_small, on_step=blow_up)
+    with caplog.at_level("WARNING", logger="advkit.train"):
+        result = trainer.fit()
+    assert [r.get("diverged", False) for r in result.history] == [False, True]
+    assert (
+        "training diverged in epoch 2 (train loss nan): stopped; epoch 1's weights" in caplog.text
+    )
+    assert result.selected_epoch == 1
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path).values())
+    resumed = Trainer(config, tmp_path, data=fashion_small)
+    resumed.resume()  # a resumed diverged run does not train on
+    assert resumed.diverged and len(resumed.fit().history) == 2

@@ -45,7 +45,7 @@ from advkit.training.checkpoint import load_state
 from advkit.training.data_checks import check_same_data, check_splits, fingerprint
 from advkit.training.epoch_cost import EpochCost
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
-from advkit.training.optim import build_optimizer
+from advkit.training.optim import build_optimizer, scaled_lr
 from advkit.training.progress import Progress, epoch_line
 from advkit.training.run_setup import as_used, changes_on_resume, holding, sync_batchnorm
 from advkit.training.run_writer import RunWriter, model_metadata
@@ -255,7 +255,7 @@ class Trainer:
         with self.hold_run_dir():
             self.writer.start(self.config)
             with stop_on_signals(self.request_stop):
-                while self.epoch < self.epochs and not self.guard.stopped:
+                while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
                     self._train_epoch()
                     self._end_epoch()
             return self._finish()
@@ -383,6 +383,8 @@ class Trainer:
         model = self._eval_model()
         record |= self._validate(model)
         record |= self._guard_check(model)
+        if not math.isfinite(record["train_loss"]):  # the same on every worker (all-reduced)
+            record["diverged"] = True
         if self.epoch_checks:
             record["co_checks"] = self.epoch_checks
             self.epoch_checks = []
@@ -394,8 +396,26 @@ class Trainer:
         self.best.offer(record, self.epoch, model)
         if self.world.is_writer:
             log.info("%s", epoch_line(self.history, self.epochs))
+            if self.diverged:
+                if self.config.select != "best":
+                    kept = "--select last keeps its weights, which are not finite"
+                elif self.best.epoch:
+                    kept = f"epoch {self.best.epoch}'s weights (best validation) are kept"
+                else:
+                    kept = "no earlier epoch gave a model to keep"
+                log.warning(
+                    "training diverged in epoch %d (train loss %s): stopped; %s; train again with "
+                    "a lower --lr (this run's peak: %.3g) or a longer warm-up", self.epoch,
+                    record["train_loss"], kept, scaled_lr(self.config),
+                )  # fmt: skip
         self.writer.history(self.history)
         self.save_checkpoint()
+
+    @property
+    def diverged(self) -> bool:
+        """The last epoch's training loss was not finite: training stops (kept in the history,
+        so a resumed run knows it too)."""
+        return bool(self.history) and bool(self.history[-1].get("diverged"))
 
     # ------------------------------------------------------------------ end
     def _finish(self) -> TrainResult:
