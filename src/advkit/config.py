@@ -1,5 +1,8 @@
 """Training configuration: one dataclass, loaded from YAML, overridden from the CLI, validated.
 
+How each value is read lives in ``config_values``; what a resumed run may change, in
+``config_resume``.
+
 Precedence: dataclass defaults < YAML file (``--config``) < command-line options. The resolved
 config is written to the run folder, so a run can be repeated from its own ``config.yaml``.
 """
@@ -10,49 +13,14 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, fields
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, get_type_hints
 
 import yaml
 
+from advkit.config_values import ConfigError, coerce_value, flag_name, shown_value
 from advkit.distributed.compression import COMPRESSIONS, check_options
-from advkit.errors import BudgetError, UserError, reading
-
-#: The largest integer a field may hold (torch and numpy overflow beyond int64).
-_INT_MAX = 2**63 - 1
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration value or key a user must change."""
-
-
-def parse_eps(text: str | float | int) -> float:
-    """Parse a pixel-unit budget or any real number: ``0.1``, ``8/255`` or ``8 / 255``.
-
-    Refuses booleans, nan, inf and values too large for a float (``1e400``, ``10**400``)."""
-    if isinstance(text, bool):
-        raise ConfigError(f"expected a number such as 0.1 or 8/255, got {text!r}")
-    try:
-        value = float(text) if isinstance(text, int | float) else _parse_real(str(text))
-    except (ValueError, ZeroDivisionError, TypeError):
-        raise ConfigError(f"expected a number such as 0.1 or 8/255, got {text!r}") from None
-    except OverflowError:
-        value = math.inf
-    if not math.isfinite(value):
-        shown = text if len(str(text)) <= 20 else f"{str(text)[:12]}..."
-        raise ConfigError(f"expected a finite number such as 0.1 or 8/255, got {shown!r}")
-    return value
-
-
-def _parse_real(text: str) -> float:
-    """``"0.1"``, ``"inf"``, ``"1e400"`` (inf) or a fraction ``"8 / 255"``."""
-    text = text.replace(" ", "")
-    try:
-        return float(text)
-    except ValueError:
-        return float(Fraction(text))
-
+from advkit.errors import BudgetError, reading
 
 #: The fields that take one of a few fixed names, and those names: what ``validate`` accepts and
 #: what ``advkit train`` offers as choices (None: the field may be left unset). Fields named by a
@@ -213,15 +181,15 @@ class TrainConfig:
             given += ["lalr_exclude_1d"] if self.lalr_exclude_1d else []
             if given:
                 raise ConfigError(
-                    f"{_flag(given[0])} sets the layer-wise adaptive optimizer: add --optimizer "
-                    f"lalr, or drop it (the optimizer is {self.optimizer})"
+                    f"{flag_name(given[0])} sets the layer-wise adaptive optimizer: add "
+                    f"--optimizer lalr, or drop it (the optimizer is {self.optimizer})"
                 )
         if self.lalr_clip is not None:
             low, high = self.lalr_clip
             if not 0 <= low <= high:
                 raise ConfigError(
                     f"--lalr-clip C_L C_U bounds the weight norm and needs 0 <= C_L <= C_U, got "
-                    f"{_shown(low)} {_shown(high)} (DAT's: 0 10)"
+                    f"{shown_value(low)} {shown_value(high)} (DAT's: 0 10)"
                 )
         check_options(self.grad_compression, powersgd_rank=self.powersgd_rank,
                       error_feedback=self.error_feedback)  # fmt: skip
@@ -248,90 +216,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-#: Fields a resumed run may change: where, how and how long it runs, never what it trains.
-#: ``epochs``: the LR schedule is then spread over the new total of updates from the current one
-#: on (see ``Trainer.resume``); fewer epochs than already trained are refused there.
-#: ``co_check_every`` only while the guard merely measures (off/warn): when it rolls back or
-#: stops, its checks steer the run.
-RESUMABLE_FIELDS = frozenset(
-    {"epochs", "data_dir", "out", "device", "quiet", "checkpoint_every", "compile",
-     "channels_last", "co_check_every", "dist_backend", "log"}
-)  # fmt: skip
-
-#: What of the run the other fields define, for the message refusing their change on resume.
-_RUN_DEFINES = {
-    "data": "dataset val_size subset augment",
-    "model": "model model_args normalize sync_bn",
-    "threat model": "norm eps eps_warmup_epochs steps step_size init",
-    "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
-    "attack_train_mode clean_weight",
-    "optimization": "batch_size optimizer lr lr_scaling base_batch_size lalr_base lalr_clip "
-    "lalr_exclude_1d momentum nesterov weight_decay schedule warmup_epochs grad_clip ema_decay amp",
-    "gradient exchange": "grad_compression powersgd_rank error_feedback",
-    "seed": "seed",
-    "validation and guard": "val_examples val_steps select co_guard co_drop co_check_every "
-    "co_step_factor co_max_rollbacks",
-}
-_DEFINED_BY = {name: what for what, names in _RUN_DEFINES.items() for name in names.split()}
-
-
-def resume_changes(saved: TrainConfig, new: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """What ``new`` changes of a run whose config is ``saved``, as {field: (old, new)}.
-
-    Only :data:`RESUMABLE_FIELDS` may differ; any other field given another value raises a
-    ConfigError naming the option and both values (the same value as the run's is no change).
-    """
-    resumable = set(RESUMABLE_FIELDS)
-    if saved.co_guard not in ("off", "warn"):
-        resumable.discard("co_check_every")
-    changes, refused = {}, []
-    for name in (f.name for f in fields(TrainConfig)):
-        old, value = getattr(saved, name), getattr(new, name)
-        if _same(old, value):
-            continue
-        if name in resumable:
-            changes[name] = (old, value)
-        else:
-            refused.append(name)
-    if refused:
-        first, *rest = refused
-        said = [f"{_flag(first)} {_shown(getattr(new, first))} differs from the run's "
-                f"{_shown(getattr(saved, first))}"]  # fmt: skip
-        said += [f"{_flag(n)} {_shown(getattr(new, n))} from its {_shown(getattr(saved, n))}"
-                 for n in rest]  # fmt: skip
-        kept = list(dict.fromkeys(_DEFINED_BY.get(n, "configuration") for n in refused))
-        kept_text = " and ".join([", ".join(kept[:-1]), kept[-1]] if len(kept) > 1 else kept)
-        raise ConfigError(
-            f"{', '.join(said)}: a resumed run keeps its {kept_text}; start a new run with --out"
-        )
-    return changes
-
-
-def _same(old: Any, new: Any) -> bool:
-    if isinstance(old, float) and isinstance(new, float):
-        return math.isclose(old, new, rel_tol=1e-12, abs_tol=0.0)
-    return old == new
-
-
-def _flag(name: str) -> str:
-    return "--model-arg" if name == "model_args" else "--" + name.replace("_", "-")
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, float):
-        short = f"{value:.6g}"
-        ratio = Fraction(value).limit_denominator(1024) if math.isfinite(value) else None
-        if float(short) != value and ratio is not None and math.isclose(ratio, value):
-            return f"{short} ({ratio})"  # 0.0313725 (8/255)
-        return short
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "none" if value is None else str(value)
-
-
-_EPS_FIELDS = {"eps", "step_size"}
-
-
 @functools.cache
 def _field_types() -> dict[str, Any]:
     return get_type_hints(TrainConfig)
@@ -346,116 +230,7 @@ def coerce_field(name: str, value: Any) -> Any:
     if name not in hints:
         known = ", ".join(f.name for f in fields(TrainConfig))
         raise ConfigError(f"unknown config key {name!r}; known keys: {known}")
-    hint = hints[name]
-    optional = type(None) in getattr(hint, "__args__", ())
-    base = next((a for a in getattr(hint, "__args__", (hint,)) if a is not type(None)), hint)
-    empty = isinstance(value, str) and value.lower() in ("none", "null") and base is not str
-    if value is None or (optional and empty):
-        if optional:
-            return None
-        raise ConfigError(f"{name} cannot be empty")
-    try:
-        if getattr(base, "__origin__", None) is dict:
-            return parse_model_args(value)
-        if getattr(base, "__origin__", None) is list and base.__args__ == (str,):
-            return _parse_names(value)
-        if getattr(base, "__origin__", None) is list:
-            return _parse_pair(value)
-        if base is bool:
-            return _parse_bool(value)
-        if base is int:
-            return _parse_int(value)
-        if base is float:
-            return parse_eps(value)
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ValueError
-        return str(value)
-    except ConfigError as error:
-        raise ConfigError(f"{name}: {error}") from None
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} expects {base.__name__}, got {value!r}") from None
-
-
-def parse_model_args(value: Any) -> dict[str, Any]:
-    """A model's keyword arguments: a mapping (YAML), or ``NAME=VALUE`` strings (the CLI's
-    repeated ``--model-arg``), each value read as YAML reads a scalar (``28`` an int, ``0.3`` a
-    float, ``true`` a bool, anything else a string); the model's factory checks names and types."""
-    if isinstance(value, dict):
-        items = list(value.items())
-    else:
-        texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list | tuple):
-            raise ConfigError(f"expected NAME=VALUE pairs such as depth=28, got {value!r}")
-        items = []
-        for text in texts:
-            name, sep, raw = str(text).partition("=")
-            if not sep or not name.strip():
-                raise ConfigError(f"--model-arg takes NAME=VALUE, e.g. depth=28; got {text!r}")
-            items.append((name.strip(), _scalar(raw.strip())))
-    parsed = {}
-    for name, item in items:
-        if not isinstance(item, str | int | float | bool) and item is not None:
-            raise ConfigError(f"model argument {name} must be a number, bool or string")
-        parsed[str(name)] = item
-    return parsed
-
-
-def _scalar(text: str) -> Any:
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return loaded if isinstance(loaded, str | int | float | bool) else text
-
-
-def _parse_names(value: Any) -> list[str]:
-    """Names: a list (YAML, the CLI's repeated option) or one string, commas splitting it."""
-    texts = value.split(",") if isinstance(value, str) else value
-    if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
-        raise ConfigError(f"expected names such as csv,tensorboard, got {value!r}")
-    names = [t.strip() for text in texts for t in text.split(",") if t.strip()]
-    return list(dict.fromkeys(names))
-
-
-def _parse_pair(value: Any) -> list[float]:
-    """Two numbers: a list or tuple (YAML, CLI), or a string "0 10" / "0,10"."""
-    if isinstance(value, str):
-        value = value.replace(",", " ").split()
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ConfigError(f"expected two numbers such as 0 10, got {value!r}")
-    return [parse_eps(item) for item in value]
-
-
-def _parse_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    lowered = str(value).lower()
-    if isinstance(value, str | int) and lowered in ("true", "yes", "1", "on"):
-        return True
-    if isinstance(value, str | int) and lowered in ("false", "no", "0", "off"):
-        return False
-    raise ValueError
-
-
-def _parse_int(value: Any) -> int:
-    """A whole number: an int, a whole float, or a string of either; bool is not a number."""
-    if isinstance(value, bool):
-        raise ValueError
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = int(text)
-        except ValueError:
-            value = float(text)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError
-        value = int(value)
-    if not isinstance(value, int):
-        raise ValueError
-    if abs(value) > _INT_MAX:
-        raise ConfigError(f"{str(value)[:12]}... is too large (at most {_INT_MAX})")
-    return value
+    return coerce_value(name, hints[name], value)
 
 
 def load_config(

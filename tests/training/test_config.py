@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from advkit.config import ConfigError, TrainConfig, load_config, parse_eps
+from advkit.config import ConfigError, TrainConfig, load_config
+from advkit.config_values import parse_eps
 
 
 @pytest.mark.parametrize(

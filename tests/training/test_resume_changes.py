@@ -10,8 +10,9 @@ from dataclasses import fields
 import pytest
 import torch
 
-from advkit import config as config_module
-from advkit.config import RESUMABLE_FIELDS, ConfigError, TrainConfig, resume_changes
+from advkit import config_resume as config_module
+from advkit.config import ConfigError, TrainConfig
+from advkit.config_resume import RESUMABLE_FIELDS, resume_changes
 from advkit.data import DataError, TensorData
 from advkit.training import Trainer, TrainingInterrupted, train
 from advkit.training.schedules import cyclic

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from advkit import runs
 from advkit.commands.workers import add_worker_options
-from advkit.config import parse_eps
+from advkit.config_values import parse_eps
 from advkit.devices import resolve_device
 from advkit.distributed import BACKENDS, World, close_world, init_world, worker_device
 from advkit.evaluation import (

@@ -9,7 +9,8 @@ from typing import Any
 
 from advkit import runs
 from advkit.commands.workers import add_worker_options
-from advkit.config import CHOICES, RESUMABLE_FIELDS, TrainConfig, load_config, read_config_file
+from advkit.config import CHOICES, TrainConfig, load_config, read_config_file
+from advkit.config_resume import RESUMABLE_FIELDS
 from advkit.data import DATASETS
 from advkit.distributed.world import World, current_rank, restarted
 from advkit.humanize import format_duration, format_eps

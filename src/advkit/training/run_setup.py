@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from advkit import runs
-from advkit.config import ConfigError, TrainConfig, load_config, resume_changes
+from advkit.config import ConfigError, TrainConfig, load_config
+from advkit.config_resume import resume_changes
 from advkit.data import DataSplits
 from advkit.distributed import World
 from advkit.runlock import hold_run
