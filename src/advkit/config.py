@@ -193,10 +193,6 @@ class TrainConfig:
                 )
         check_options(self.grad_compression, powersgd_rank=self.powersgd_rank,
                       error_feedback=self.error_feedback)  # fmt: skip
-        if self.powersgd_rank != 1 and self.grad_compression != "powersgd":
-            raise ConfigError(
-                "--powersgd-rank sets PowerSGD's rank: add --grad-compression powersgd, or drop it"
-            )
 
     def check_budgets(self, input_shape: tuple[int, ...] | None = None) -> None:
         """eps and step_size against the threat model (:func:`advkit.threat.check_budget`); with

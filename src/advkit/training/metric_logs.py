@@ -59,7 +59,7 @@ class MetricLogs:
             self._write_board(records)
 
     def _write_csv(self, records: list[dict[str, Any]]) -> None:
-        columns = list(dict.fromkeys(k for r in records for k, v in r.items() if _scalar(v)))
+        columns = list(dict.fromkeys(k for r in records for k, v in r.items() if _cell(v)))
         text = io.StringIO()
         table = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
         table.writeheader()
@@ -75,7 +75,7 @@ class MetricLogs:
             self._board = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=1)
         for record in records[self._logged :]:
             for key, value in record.items():
-                if key != "epoch" and _scalar(value) and not isinstance(value, bool):
+                if key != "epoch" and _number(value):
                     self._board.add_scalar(key, value, global_step=record["epoch"])
         self._logged = len(records)
         self._board.flush()
@@ -86,5 +86,11 @@ class MetricLogs:
             self._board = None
 
 
-def _scalar(value: Any) -> bool:
-    return isinstance(value, int | float | str) and not isinstance(value, bool)
+def _number(value: Any) -> bool:
+    """A value TensorBoard plots (the flags, e.g. ``diverged``, are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _cell(value: Any) -> bool:
+    """A value one CSV cell holds (not the per-check lists such as ``co_checks``)."""
+    return isinstance(value, int | float | str)

@@ -110,6 +110,10 @@ def check_options(
         )
     if not (isinstance(powersgd_rank, int) and powersgd_rank >= 1):
         raise CompressionError(f"--powersgd-rank must be an integer >= 1, got {powersgd_rank!r}")
+    if powersgd_rank != 1 and compression != "powersgd":
+        raise CompressionError(
+            "--powersgd-rank sets PowerSGD's rank: add --grad-compression powersgd, or drop it"
+        )
     if error_feedback and compression not in ERROR_FEEDBACK:
         raise CompressionError(
             f"--error-feedback corrects int8 rounding: use it with --grad-compression "
