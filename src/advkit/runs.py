@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from advkit.errors import UserError
+from advkit.models.exported import is_in_process
 
 if TYPE_CHECKING:
     from advkit.data import DataSplits
@@ -90,6 +91,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
 
     weights_path, meta_path = model_paths(path)
     meta = load_metadata(path)
+    if is_in_process(meta["architecture"]):
+        return _load_exported(meta, meta_path).to(device).eval()
     model = create_model(
         meta["architecture"], num_classes=meta["num_classes"], mean=meta["mean"], std=meta["std"],
         **meta.get("model_kwargs", {}),
@@ -99,6 +102,25 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
         f"{meta['architecture']} with {meta['num_classes']} classes as {meta_path.name} says",
     )  # fmt: skip
     return model.to(device).eval()
+
+
+def _load_exported(meta: dict[str, Any], meta_path: Path) -> nn.Module:
+    """The code-free copy of a model a Python caller passed to ``advkit.fit``."""
+    from advkit.models.exported import load_exported
+
+    exported = meta.get("exported") or {}
+    if "file" not in exported:
+        why = f" ({exported['error']})" if "error" in exported else ""
+        raise RunError(
+            f"{meta_path.parent} holds the weights of {meta['architecture']}, a module passed to "
+            f"advkit.fit, but no exported copy of it{why}: build the module yourself and load "
+            f"{meta_path.with_name(MODEL_FILE).name} into it (advkit.training.checkpoint."
+            "load_weights)"
+        )
+    program = meta_path.parent / exported["file"]
+    if not program.is_file():
+        raise RunError(f"{program} is missing: copy the whole run folder, model.pt2 included")
+    return load_exported(program)
 
 
 def load_test_data(

@@ -82,8 +82,8 @@ def test_tensor_data():
     assert len(part) == 2 and part.labels.tolist() == [3, 1]
     assert torch.equal(part.images[0], data.images[3])
     assert data.to("cpu").images.data_ptr() == data.images.data_ptr()
-    with pytest.raises(ValueError, match="uint8"):
-        TensorData(data.images.float(), data.labels)
+    with pytest.raises(ValueError, match="uint8 or float"):
+        TensorData(data.images.short(), data.labels)
     with pytest.raises(ValueError, match="10 images but 9 labels"):
         TensorData(data.images, data.labels[:9])
 

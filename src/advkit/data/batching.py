@@ -106,5 +106,5 @@ def iterate_batches(
         raise ValueError(f"start_batch={start_batch} is outside 0..{total} for this epoch")
     for b in range(start_batch, total):
         index = order[b * batch_size : (b + 1) * batch_size]
-        inputs = data.images[index].to(torch.float32).div_(255)
+        inputs = data.inputs(index)
         yield transform(inputs), data.labels[index]

@@ -27,9 +27,9 @@ def _check(spec: DatasetSpec, path: Path, splits: Splits, num_classes: int) -> N
     """Shape, dtype and label checks that hold for every reader (readers may be user-supplied)."""
     (x_train, _), (x_test, _) = splits
     for part, (images, labels) in zip(("train", "test"), splits, strict=True):
-        if images.dtype != np.uint8 or images.ndim != 4:
+        if images.ndim != 4 or not (images.dtype == np.uint8 or images.dtype.kind == "f"):
             raise DataError(
-                f"{path}: {part} images must be uint8 (N, C, H, W), got "
+                f"{path}: {part} images must be uint8 or float in [0, 1] (N, C, H, W), got "
                 f"{images.dtype} {images.shape}"
             )
         if labels.ndim != 1 or len(labels) != len(images):
@@ -63,7 +63,7 @@ def load_dataset(
     subset: int | None = None,
     seed: int = 0,
 ) -> DataSplits:
-    """Load dataset ``name`` into memory as uint8 tensors, split train/val/test.
+    """Load dataset ``name`` into memory as image tensors, split train/val/test.
 
     The validation split is ``val_size`` examples held out of the training set at random
     (seeded by ``seed``, kept in original order). ``subset=N`` then keeps only the first N of

@@ -172,7 +172,8 @@ _register(
         default_dir=None,
         augment="none",
         how_to_get="Save your arrays with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
-        "y_test=...) (uint8 images NHW or NHWC, integer labels) and pass the file.",
+        "y_test=...) (images NHW or NHWC, uint8 or float in [0, 1]; integer labels) and pass the "
+        "file.",
         load=readers.load_npz_dataset,
         probe=readers.has_npz,
     )

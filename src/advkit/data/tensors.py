@@ -1,7 +1,7 @@
-"""In-memory datasets as uint8 tensors, the split bundle, and per-channel statistics.
+"""In-memory datasets as image tensors, the split bundle, and per-channel statistics.
 
-Images stay uint8 (4x smaller than float) on whatever device they live; batches are converted to
-float on the fly by :func:`advkit.data.batching.iterate_batches`.
+Images are uint8 (0..255, 4x smaller than float) or float32 in [0, 1], on whatever device they
+live; batches are converted to float in [0, 1] on the fly by :meth:`TensorData.inputs`.
 """
 
 from __future__ import annotations
@@ -12,18 +12,34 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from advkit.data.errors import DataError
+from advkit.errors import InputError
+from advkit.threat import check_unit_range
+
 
 class TensorData:
-    """A labelled image set: contiguous uint8 images (N, C, H, W) and int64 labels (N,)."""
+    """A labelled image set: contiguous images (N, C, H, W) and int64 labels (N,).
+
+    Images are uint8 (0..255) or float in [0, 1] (kept as float32; other float types are
+    converted once). Float images outside [0, 1] are refused with a DataError that says how to
+    fix them (0..255 floats: divide by 255).
+    """
 
     __slots__ = ("images", "labels")
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
+    def __init__(self, images: Tensor, labels: Tensor, *, checked: bool = False) -> None:
+        if images.dim() != 4 or not (images.dtype == torch.uint8 or images.is_floating_point()):
             raise ValueError(
-                f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} "
+                f"images must be a uint8 or float (N, C, H, W) tensor, got {images.dtype} "
                 f"{tuple(images.shape)}"
             )
+        if images.is_floating_point():
+            images = images.to(torch.float32)
+            if not checked:
+                try:
+                    check_unit_range(images, "float images")
+                except InputError as exc:
+                    raise DataError(f"{exc} (or pass uint8 images)") from None
         if labels.dtype != torch.int64 or labels.dim() != 1:
             raise ValueError(
                 f"labels must be an int64 (N,) tensor, got {labels.dtype} {tuple(labels.shape)}"
@@ -55,12 +71,16 @@ class TensorData:
 
     def to(self, device: torch.device | str) -> TensorData:
         """The same data on ``device`` (no copy when it is already there)."""
-        return TensorData(self.images.to(device), self.labels.to(device))
+        return TensorData(self.images.to(device), self.labels.to(device), checked=True)
 
     def take(self, indices: Tensor) -> TensorData:
         """A new dataset with the examples at ``indices`` (any integer or bool index tensor)."""
         indices = indices.to(self.images.device)
-        return TensorData(self.images[indices], self.labels[indices])
+        return TensorData(self.images[indices], self.labels[indices], checked=True)
+
+    def inputs(self, index: Tensor | slice) -> Tensor:
+        """The images at ``index`` as a new float32 batch in [0, 1] (ready for a model)."""
+        return unit_float(self.images[index])
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.images.shape[1:]))
@@ -86,8 +106,15 @@ class DataSplits:
     class_names: list[str] | None
 
 
+def unit_float(images: Tensor) -> Tensor:
+    """uint8 images as a new float32 tensor in [0, 1]; float images as a float32 copy."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255)
+    return images.to(torch.float32, copy=True)
+
+
 def channel_stats(images: Tensor, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) std of uint8 images, in [0, 1] units.
+    """Per-channel mean and (population) std of uint8 or [0, 1] float images, in [0, 1] units.
 
     Accumulates in float64 over chunks of ``chunk`` images, so memory stays small. The sum of
     squares goes through ``vector_norm`` over each contiguous image plane, several times faster
@@ -105,4 +132,5 @@ def channel_stats(images: Tensor, chunk: int = 1024) -> tuple[tuple[float, ...],
     count = n * h * w
     mean = total / count
     std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
-    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
+    scale = 255 if images.dtype == torch.uint8 else 1
+    return tuple((mean / scale).tolist()), tuple((std / scale).tolist())

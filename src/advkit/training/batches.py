@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from advkit.data import AUGMENTATIONS, TensorData, epoch_order, num_batches
@@ -67,6 +66,6 @@ def worker_batches(
         if len(index) < world.size:
             continue
         ids = index[world.shard(len(index))]
-        inputs = data.images[ids].to(torch.float32).div_(255)
+        inputs = data.inputs(ids)
         noise = sample_noise(seed, step, ids, AUGMENT_NOISE)
         yield Batch(ids, transform(inputs, noise), data.labels[ids], len(index), b, step)

@@ -45,7 +45,10 @@ def fingerprint(data: DataSplits) -> dict[str, Any]:
     train = data.train
     n = len(train)
     weights = torch.arange(1, n + 1, device=train.device)  # order-sensitive checksums
-    per_image = train.images.reshape(n, -1).sum(dim=1, dtype=torch.int64)
+    images = train.images.reshape(n, -1)
+    if images.is_floating_point():  # the exact bits, so float data is compared exactly too
+        images = images.view(torch.int32)
+    per_image = images.sum(dim=1, dtype=torch.int64)
     return {
         "dataset": data.dataset, "num_classes": data.num_classes,
         "input_shape": list(train.images.shape[1:]), "train": n, "val": len(data.val),

@@ -13,6 +13,7 @@ from advkit.config import TrainConfig
 from advkit.data import DataSplits
 from advkit.devices import resolve_device
 from advkit.distributed import close_world, init_world, restarted
+from advkit.models import NormalizedModel
 from advkit.training.run_setup import as_used, changes_on_resume, holding
 from advkit.training.trainer import Trainer, TrainResult
 
@@ -23,11 +24,13 @@ def train(
     *,
     resume: bool = False,
     data: DataSplits | None = None,
+    model: NormalizedModel | None = None,
 ) -> TrainResult:
     """Train with ``config``; with ``resume``, continue the run in ``run_dir`` from its checkpoint.
 
     ``data`` replaces the dataset named in the config (tests, notebooks); the run folder then
-    records its name (``data.dataset``) and no data_dir. The run folder is held as its only
+    records its name (``data.dataset``) and no data_dir; ``model`` (``advkit.fit``) replaces
+    the config's registered model. The run folder is held as its only
     writer throughout (:func:`advkit.runlock.hold_run`). Under torch's elastic launcher
     (``torchrun``, ``advkit train --nproc N``), or inside a process group the caller started,
     every worker calls this and they train one model together; workers the launcher restarted
@@ -42,7 +45,7 @@ def train(
             changes = None
             if resume and run_dir is not None:
                 changes = changes_on_resume(Path(run_dir), as_used(config, data))
-            trainer = Trainer(config, run_dir, data=data, world=world)
+            trainer = Trainer(config, run_dir, data=data, world=world, model=model)
             if resume:
                 trainer.resume(changes)
             return trainer.fit()

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from advkit import runs
 from advkit.config import TrainConfig, save_config
+from advkit.models.exported import EXPORT_FILE, export_model
 from advkit.training.checkpoint import (
     atomic_write,
     load_weights,
@@ -88,6 +89,14 @@ class RunWriter:
 
     def load_best(self, device: torch.device) -> dict[str, Tensor]:
         return load_weights(self.best_path, device)
+
+    def export(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any] | None:
+        """The model as a torch.export program beside its weights (:mod:`advkit.models.exported`);
+        what model.json records of it (``file``, or ``error`` when it could not be exported)."""
+        if not self.enabled:
+            return None
+        reason = export_model(model, input_shape, self.run_dir / EXPORT_FILE)
+        return {"file": EXPORT_FILE} if reason is None else {"error": reason}
 
     def final(
         self, weights: dict[str, Tensor], metadata: dict[str, Any], records: list[dict[str, Any]],

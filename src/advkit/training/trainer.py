@@ -38,7 +38,8 @@ from advkit.devices import resolve_device
 from advkit.distributed import World, worker_device
 from advkit.distributed.compression import attach_communication
 from advkit.methods import METHODS, Method, StepContext
-from advkit.models import create_model
+from advkit.models import NormalizedModel, create_model
+from advkit.models.exported import is_in_process
 from advkit.noise import sample_noise
 from advkit.training.batches import METHOD_NOISE, Batch, worker_batches
 from advkit.training.checkpoint import load_state
@@ -85,6 +86,8 @@ class Trainer:
     """Trains one model with one method under one config, writing into ``run_dir`` if given.
 
     ``world`` is this process's place among the workers (default: the single process).
+    ``model`` (a :class:`NormalizedModel` a Python caller built, ``advkit.fit``) replaces the
+    registry's model named in the config, which then names it ``python:<module>.<class>``.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Trainer:
         data: DataSplits | None = None,
         on_step: Callable[[Trainer, int], None] | None = None,
         world: World | None = None,
+        model: NormalizedModel | None = None,
     ) -> None:
         self.config = as_used(config.validate(), data)
         self.world = world or World()
@@ -120,12 +124,17 @@ class Trainer:
         self.augment = config.augment or self.data.augment
 
         channels = len(self.data.mean)
-        self.input_mean = self.data.mean if config.normalize else (0.0,) * channels
-        self.input_std = self.data.std if config.normalize else (1.0,) * channels
-        self.model = create_model(
-            config.model, num_classes=self.data.num_classes, mean=self.input_mean,
-            std=self.input_std, **(config.model_args or {}),
-        ).to(self.device)  # fmt: skip
+        if model is not None:  # the caller's module, normalization already inside
+            self.input_mean = tuple(model.normalize.mean.tolist())
+            self.input_std = tuple(model.normalize.std.tolist())
+            self.model = model.to(self.device)
+        else:
+            self.input_mean = self.data.mean if config.normalize else (0.0,) * channels
+            self.input_std = self.data.std if config.normalize else (1.0,) * channels
+            self.model = create_model(
+                config.model, num_classes=self.data.num_classes, mean=self.input_mean,
+                std=self.input_std, **(config.model_args or {}),
+            ).to(self.device)  # fmt: skip
         if config.sync_bn:
             self.model = sync_batchnorm(self.model, self.device, self.world)
         if config.channels_last:
@@ -427,6 +436,10 @@ class Trainer:
                 final.load_state_dict(weights)
                 selected = self.best.epoch
         metadata = self.metadata(selected)
+        if is_in_process(self.config.model):  # no factory to rebuild it: a code-free copy
+            metadata["exported"] = self.writer.export(
+                final, tuple(self.train_data.images.shape[1:])
+            )
         self.writer.final(final.state_dict(), metadata, self.history, self._title())
         self.world.barrier()
         return TrainResult(final, self.history, self.run_dir, metadata, selected)

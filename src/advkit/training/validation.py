@@ -47,8 +47,7 @@ def accuracies(
             batches = range(num_batches(len(data), batch_size))
             for b in batches[world.shard(len(batches))]:
                 torch.manual_seed(MEASUREMENT_SEED * 1_000_003 + b)
-                images = data.images[b * batch_size : (b + 1) * batch_size]
-                inputs = images.to(torch.float32).div_(255)
+                inputs = data.inputs(slice(b * batch_size, (b + 1) * batch_size))
                 labels = data.labels[b * batch_size : (b + 1) * batch_size]
                 batches = [inputs] + [attack(model, inputs, labels) for attack in attacks.values()]
                 with torch.no_grad():

@@ -1,7 +1,8 @@
 """Readers for the standard on-disk dataset formats: MNIST idx, CIFAR pickles, .npz, image folders.
 
 Every reader returns ``((train_images, train_labels), (test_images, test_labels))`` with images
-uint8 (N, C, H, W) and labels int64 (N,). Readers only read, never write into the data folder.
+(N, C, H, W), uint8 or float in [0, 1], and labels int64 (N,). Readers only read, never write
+into the data folder.
 Any problem with the files is a :class:`DataError` naming the file and what is wrong, so a user
 can fix the folder instead of decoding a traceback from numpy, gzip or pickle.
 """

@@ -10,7 +10,7 @@ import numpy as np
 from advkit.data.errors import DataError
 
 ArrayPair = tuple[np.ndarray, np.ndarray]
-"""(images uint8 (N, C, H, W), labels int64 (N,))."""
+"""(images uint8 or float in [0, 1] (N, C, H, W), labels int64 (N,))."""
 
 Splits = tuple[ArrayPair, ArrayPair]
 """(train, test)."""

@@ -15,9 +15,13 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def _npz_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
-    """NHW, NHWC or NCHW uint8 images as NCHW."""
-    if x.dtype != np.uint8:
-        raise DataError(f"{path}: {key} has dtype {x.dtype}; store images as uint8 (0..255)")
+    """NHW, NHWC or NCHW images (uint8, or float in [0, 1]) as NCHW."""
+    if x.dtype != np.uint8 and x.dtype.kind != "f":
+        raise DataError(
+            f"{path}: {key} has dtype {x.dtype}; store images as uint8 (0..255) or float in [0, 1]"
+        )
+    if x.dtype.kind == "f":
+        _check_float_range(x, key, path)
     if x.ndim == 3:
         return x[:, None]
     if x.ndim == 4 and x.shape[-1] in (1, 3):
@@ -29,8 +33,24 @@ def _npz_images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
     )
 
 
+def _check_float_range(x: np.ndarray, key: str, path: Path) -> None:
+    """Float images must be finite and in [0, 1]; 0..255 floats get told to divide by 255."""
+    if x.size == 0:
+        return
+    low, high = float(np.min(x)), float(np.max(x))
+    if np.isnan(low) or np.isnan(high):
+        raise DataError(f"{path}: {key} holds NaN; float images must be finite, in [0, 1]")
+    if low < 0.0 or high > 1.0:
+        hint = (
+            "they look like 0..255 pixels: divide by 255 (or store uint8)"
+            if high > 1.0
+            else "normalized already? store raw [0, 1] pixels"
+        )
+        raise DataError(f"{path}: {key} spans [{low:.3g}, {high:.3g}], not [0, 1]: {hint}")
+
+
 def read_npz(path: Path, num_classes: int | None = None) -> Splits:
-    """An ``.npz`` holding uint8 images ``x_train``/``x_test`` (NHW or NHWC) and labels ``y_*``."""
+    """An ``.npz`` of images ``x_train``/``x_test`` (NHW or NHWC, uint8 or [0, 1]) and ``y_*``."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             absent = [k for k in NPZ_KEYS if k not in archive.files]

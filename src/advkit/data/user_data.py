@@ -1,0 +1,173 @@
+"""A caller's own data as advkit's splits: tensors, numpy arrays, a ``Dataset`` or a ``DataLoader``.
+
+Whatever comes in becomes :class:`TensorData` (uint8 or [0, 1] float images, NCHW) so every
+guarantee of the built-in datasets holds: the same shuffle per (seed, epoch), mid-epoch resume,
+per-sample augmentation. A validation split is held out of the training data when none is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from advkit.data.errors import DataError
+from advkit.data.tensors import DataSplits, TensorData, channel_stats
+
+#: The validation split held out of the caller's training data when none is given: this many
+#: examples at most, and never more than a tenth of the data.
+DEFAULT_VAL_SIZE = 5000
+
+
+def as_tensor_data(data: Any, what: str = "data") -> TensorData:
+    """``data`` as TensorData: a TensorData, an (images, labels) pair of tensors or numpy arrays,
+    a map-style ``Dataset`` of (image, label) items, or a ``DataLoader`` over one.
+
+    Images are (N, C, H, W) or (N, H, W) (numpy also (N, H, W, C)), uint8 or float in [0, 1].
+    A Dataset is read once, item by item, into memory.
+    """
+    if isinstance(data, TensorData):
+        return data
+    if isinstance(data, DataLoader):
+        return as_tensor_data(data.dataset, what)
+    if isinstance(data, IterableDataset):
+        raise DataError(
+            f"{what} is an IterableDataset, whose order advkit cannot replay on resume; pass a "
+            "map-style Dataset (with __len__ and __getitem__) or (images, labels) tensors"
+        )
+    if isinstance(data, Dataset):
+        return _read_dataset(data, what)
+    if isinstance(data, tuple | list) and len(data) == 2:
+        images, labels = data
+        return _from_arrays(images, labels, what)
+    raise DataError(
+        f"{what} must be (images, labels) tensors or numpy arrays, a torch Dataset or a "
+        f"DataLoader, got {type(data).__name__}"
+    )
+
+
+def _from_arrays(images: Any, labels: Any, what: str) -> TensorData:
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(_nchw_numpy(images, what)))
+    if not isinstance(images, Tensor):
+        raise DataError(f"{what}: images must be a tensor or numpy array, got {type(images)}")
+    if images.dim() == 3:
+        images = images[:, None]
+    if images.dim() != 4:
+        raise DataError(
+            f"{what}: images must be (N, C, H, W) or (N, H, W), got shape {tuple(images.shape)}"
+        )
+    if not (images.dtype == torch.uint8 or images.is_floating_point()):
+        raise DataError(
+            f"{what}: images must be uint8 (0..255) or float in [0, 1], got {images.dtype}"
+        )
+    labels = _labels(labels, len(images), what)
+    return TensorData(images.detach().cpu(), labels)
+
+
+def _nchw_numpy(images: np.ndarray, what: str) -> np.ndarray:
+    """NHWC numpy images (the numpy convention: last axis 1 or 3 channels) as NCHW."""
+    if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        return images.transpose(0, 3, 1, 2)
+    if images.ndim not in (3, 4):
+        raise DataError(f"{what}: images must be NCHW, NHWC or NHW, got shape {images.shape}")
+    return images
+
+
+def _labels(labels: Any, n: int, what: str) -> Tensor:
+    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
+    if labels.dim() != 1 or len(labels) != n:
+        raise DataError(f"{what}: {n} images need {n} labels (N,), got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        if labels.is_floating_point() and bool((labels != labels.round()).any()):
+            raise DataError(f"{what}: labels must be class indices 0..K-1, got fractional values")
+        labels = labels.long()
+    if len(labels) and int(labels.min()) < 0:
+        raise DataError(f"{what}: labels must be class indices 0..K-1, got {int(labels.min())}")
+    return labels.to(torch.int64).cpu()
+
+
+def _read_dataset(dataset: Dataset, what: str) -> TensorData:
+    """Every (image, label) item of a map-style Dataset, stacked into memory."""
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise DataError(f"{what}: the Dataset has no __len__; give it one") from None
+    if n == 0:
+        raise DataError(f"{what}: the Dataset is empty")
+    images: list[Tensor] = []
+    labels: list[int] = []
+    for i in range(n):
+        item = dataset[i]
+        if not isinstance(item, Sequence) or len(item) != 2:
+            raise DataError(
+                f"{what}: item {i} of the Dataset is {type(item).__name__}; it must be an "
+                "(image, label) pair"
+            )
+        image = torch.as_tensor(np.asarray(item[0]) if not isinstance(item[0], Tensor) else item[0])
+        images.append(image[None] if image.dim() == 2 else image)
+        labels.append(int(item[1]))
+    shapes = {tuple(x.shape) for x in images}
+    dtypes = {x.dtype for x in images}
+    if len(shapes) > 1 or len(dtypes) > 1:
+        raise DataError(
+            f"{what}: the Dataset's images differ in shape or dtype ({sorted(map(str, shapes))}, "
+            f"{sorted(map(str, dtypes))}); resize them to one (C, H, W) and one dtype"
+        )
+    return _from_arrays(torch.stack(images), torch.tensor(labels), what)
+
+
+def user_splits(
+    train_data: Any,
+    val_data: Any = None,
+    *,
+    val_size: int | None = None,
+    seed: int = 0,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+    augment: str = "none",
+    name: str = "user-data",
+) -> DataSplits:
+    """The caller's data as DataSplits; without ``val_data``, ``val_size`` examples (default
+    min(5000, N // 10)) held out of ``train_data`` at random, by ``seed``, as load_dataset does.
+
+    The test split is the validation split (``fit`` never reads it; evaluation takes its own
+    data).
+    """
+    train = as_tensor_data(train_data, "train_data")
+    if val_data is not None:
+        val = as_tensor_data(val_data, "val_data")
+    else:
+        held = min(DEFAULT_VAL_SIZE, len(train) // 10) if val_size is None else val_size
+        if not 0 <= held < len(train):
+            raise DataError(
+                f"val_size={held} must be in 0..{len(train) - 1} for {len(train)} training "
+                "examples; lower it, or pass val_data"
+            )
+        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        is_val = torch.zeros(len(train), dtype=torch.bool)
+        is_val[perm[:held]] = True
+        train, val = (
+            train.take(torch.nonzero(~is_val).flatten()),
+            train.take(torch.nonzero(is_val).flatten()),
+        )
+    if len(val) and val.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(
+            f"val_data images are {tuple(val.images.shape[1:])} but train_data images "
+            f"{tuple(train.images.shape[1:])} (C, H, W); they must agree"
+        )
+    seen = max(int(train.labels.max()), int(val.labels.max()) if len(val) else 0) + 1
+    if class_names is not None and num_classes is None:
+        num_classes = len(class_names)
+    num_classes = max(seen, 2) if num_classes is None else num_classes
+    if seen > num_classes:
+        raise DataError(f"labels go up to {seen - 1} but num_classes={num_classes}: raise it")
+    mean, std = channel_stats(train.images)
+    return DataSplits(
+        train=train, val=val, test=val, num_classes=num_classes, mean=mean, std=std,
+        augment=augment, dataset=name, class_names=class_names,
+    )  # fmt: skip
