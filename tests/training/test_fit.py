@@ -128,13 +128,22 @@ def test_dataset_dataloader_numpy_and_uint8_give_the_same_run_as_tensors():
     as_uint8 = (images * 255).round().to(torch.uint8)
     for data in (
         PairDataset(images, labels),
-        DataLoader(TensorDataset(images, labels), batch_size=7, shuffle=True),
+        DataLoader(TensorDataset(images, labels), batch_size=32, shuffle=True),
         (images.numpy(), labels.numpy()),
         (images.numpy().transpose(0, 2, 3, 1), labels.numpy()),  # NHWC, numpy's convention
         (as_uint8, labels),
     ):
         result = _fit(data, method="pgd", eps=0.05)
         assert _same_weights(result.model, reference.model), type(data)
+
+
+def test_a_dataloader_gives_its_batch_size_unless_one_is_set():
+    images, labels = _quadrants()
+    loader = DataLoader(TensorDataset(images, labels), batch_size=16)
+    options = {k: v for k, v in FAST.items() if k != "batch_size"}
+    torch.manual_seed(0)
+    assert advkit.fit(TinyNet(), loader, method="natural", **options).metadata["batch_size"] == 16
+    assert _fit(loader, method="natural").metadata["batch_size"] == 32
 
 
 def test_validation_split_is_held_out_or_taken_as_given():

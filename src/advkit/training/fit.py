@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from advkit.config import ConfigError, TrainConfig, load_config
 from advkit.data.errors import DataError
@@ -56,7 +57,8 @@ def fit(
     [0, 1] units) put a normalization inside it, else it sees raw pixels. It is trained in place
     (the result's ``model.net`` holds the selected weights). ``train_data``/``val_data``:
     (images, labels) tensors or numpy arrays (uint8, or float in [0, 1]), a map-style Dataset or
-    a DataLoader over one (see :func:`advkit.data.user_data.as_tensor_data`); without
+    a DataLoader over one (its dataset, in advkit's seeded order, and its batch size unless
+    ``batch_size`` is given; see :func:`advkit.data.user_data.as_tensor_data`); without
     ``val_data`` a validation split is held out of ``train_data`` (``val_size`` examples,
     default min(5000, N/10)). ``options`` are ``advkit train``'s options by their config names
     (``epochs=10``, ``batch_size=256``, ``norm="l2"``, ``ema_decay=0.999``, ...). With
@@ -64,6 +66,8 @@ def fit(
     ``resume=True`` continues it from its last checkpoint (pass the same module class and data).
     """
     _check_options(options)
+    if isinstance(train_data, DataLoader) and train_data.batch_size and "batch_size" not in options:
+        options["batch_size"] = train_data.batch_size  # what the caller's loader asked for
     val_size = options.pop("val_size", None)
     seed = int(options.get("seed", 0))
     train_set = as_tensor_data(train_data, "train_data")
