@@ -33,7 +33,9 @@ def test_json_keys_and_ranges(paper, tmp_path):
     assert loaded["n_examples"] == 40 and loaded["seconds"] > 0
     assert loaded["warnings"] == ["a warning"]
     assert loaded["attacks"] == PAPER_KEYS[1:-1]
-    assert loaded["sweep"][1] == {"eps": 0.02, "robust_accuracy": 0.35}
+    point = loaded["sweep"][1]
+    assert point["eps"] == 0.02 and point["robust_accuracy"] == 0.35
+    assert point["interval"][0] <= 0.35 <= point["interval"][1]
 
 
 def test_table_and_markdown(paper, tmp_path):

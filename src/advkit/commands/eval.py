@@ -41,6 +41,7 @@ from advkit.evaluation.checks import (
     fast_budget,
 )
 from advkit.evaluation.cost import count_forwards
+from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
 from advkit.evaluation.outputs import (
     Identity,
     Outputs,
@@ -51,6 +52,7 @@ from advkit.evaluation.outputs import (
     weights_fingerprint,
 )
 from advkit.evaluation.plots import plot_examples, plot_sweep
+from advkit.evaluation.provenance import provenance
 from advkit.evaluation.report import write_markdown
 from advkit.runlock import hold_run
 from advkit.threat import THREATS, check_budget
@@ -158,6 +160,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
+        "--per-sample", action="store_true",
+        help="also record each example's outcome (1 correct, 0 not) per column in the JSON",
+    )  # fmt: skip
+    parser.add_argument(
+        "--confidence", type=float, default=DEFAULT_CONFIDENCE, metavar="C",
+        help=f"level of the accuracies' Wilson score intervals (default {DEFAULT_CONFIDENCE})",
+    )  # fmt: skip
+    parser.add_argument(
         "--dist-backend", choices=BACKENDS, default="auto",
         help="torch.distributed backend with several workers (default auto: gloo on CPU, nccl "
         "on CUDA)",
@@ -193,6 +203,8 @@ def _evaluate_in(args: argparse.Namespace, world: World) -> int:
     eps, norm = _threat(args, meta)
     if args.n_examples < 1 or args.batch_size < 1:
         raise ValueError("--n-examples and --batch-size must be at least 1 (counts of images)")
+    if not 0 < args.confidence < 1:
+        raise ValueError(f"--confidence must be in (0, 1), e.g. 0.95; got {args.confidence}")
     sweep_eps = parse_eps_list(args.sweep, norm) if args.sweep else None
     device = worker_device(resolve_device(args.device), world)
     model = runs.load_model(args.run, device)
@@ -271,8 +283,11 @@ def _evaluate_and_write(
         "batch_size": args.batch_size, "model": identity.model, "attack_cost": attack_cost,
         "workers": world.size,
         "timing": {key: round(value, 3) for key, value in timing.items()},
+        **provenance(architecture=meta.get("architecture"), indices=range(len(test)),
+                     weights_path=runs.model_paths(args.run)[0]),
     }  # fmt: skip
-    data = report_dict(result, sweep=sweep, checks=checks, extra=extra)
+    data = report_dict(result, sweep=sweep, checks=checks, extra=extra, suite=suite,
+                       confidence=args.confidence, per_sample=args.per_sample)  # fmt: skip
     report = markdown_report(
         data, title=run_dir.resolve().name, metadata=meta, images=images,
         descriptions={entry.name: entry.description for entry in suite.attacks},

@@ -28,7 +28,6 @@ between.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from advkit.evaluation.checks import DEFAULT_CHECK_LEVEL
+from advkit.evaluation.provenance import file_sha256
 
 #: Defaults that the full tag leaves out (the CLI's).
 DEFAULT_SEED = 0
@@ -208,11 +208,7 @@ def place_at_file(json_path: Path, identity: Identity) -> Placement:
 
 def weights_fingerprint(path: str | os.PathLike[str]) -> str:
     """The first 16 hex digits of the SHA-256 of a weights file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _read_identity(path: Path) -> Identity | None:

@@ -9,6 +9,10 @@ eval`` adds ``"batch_size"``, ``"model"`` (the weights' fingerprint), ``"attack_
 (forward-equivalents of the attacks this command ran; a resumed evaluation counts only its last
 session) and ``"timing"`` (this command's seconds: loading, attacks, sweep, checks, figures,
 total).
+Beside every accuracy: ``"intervals"`` (``{column: [low, high]}``, Wilson score intervals at
+``"confidence"``, also on each sweep point), ``"attack_params"`` (every attack's hyperparameters)
+and, on request, ``"per_sample"`` (``{column: [0/1 per example]}``). Accuracies are rounded to
+6 decimals (exact for up to 10^5 examples), seconds to milliseconds.
 The table and the Markdown read only that dict, so they can be rebuilt from the file.
 """
 
@@ -23,6 +27,13 @@ from typing import Any
 from advkit.evaluation.checks import CheckReport
 from advkit.evaluation.cost import CALL_COST
 from advkit.evaluation.evaluate import EvalResult
+from advkit.evaluation.intervals import (
+    DEFAULT_CONFIDENCE,
+    METHOD,
+    accuracy_intervals,
+)
+from advkit.evaluation.provenance import PROVENANCE_KEYS
+from advkit.evaluation.suites import Suite, attack_params
 from advkit.humanize import format_bytes, format_duration, format_eps
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2"}
@@ -35,24 +46,46 @@ def report_dict(
     *,
     checks: CheckReport | None = None,
     extra: Mapping[str, Any] | None = None,
+    suite: Suite | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
+    per_sample: bool = False,
 ) -> dict[str, Any]:
     """The JSON-ready summary of ``result`` with the checks' ``warnings`` (or their whole
-    ``checks`` report), an optional sweep and ``extra`` keys."""
-    accuracies = result.accuracies()
+    ``checks`` report), an optional sweep, the ``suite``'s attack hyperparameters, confidence
+    intervals, per-sample outcomes if asked, and ``extra`` keys."""
+    accuracies = {name: round(acc, 6) for name, acc in result.accuracies().items()}
+    n = result.n_examples
     if checks is not None:
         warnings = [*warnings, *checks.warnings]
     data: dict[str, Any] = {
         "suite": result.suite, "eps": result.eps, "norm": result.norm,
-        "n_examples": result.n_examples, "attacks": list(result.robust), **accuracies,
+        "n_examples": n, "attacks": list(result.robust), **accuracies,
+        "confidence": confidence, "interval_method": METHOD,
+        "intervals": accuracy_intervals(accuracies, n, confidence),
         "seconds": round(result.seconds, 3), "seed": result.seed, "cascade": result.cascade,
         "warnings": list(warnings),
     }  # fmt: skip
+    if suite is not None:
+        data["attack_params"] = attack_params(suite)
     if checks is not None:
         data["checks"] = checks.to_dict()
     if sweep:
-        data["sweep"] = [{"eps": eps, "robust_accuracy": acc} for eps, acc in sweep]
+        data["sweep"] = [
+            {"eps": eps, "robust_accuracy": round(acc, 6),
+             "interval": accuracy_intervals({"_": acc}, n, confidence)["_"]}
+            for eps, acc in sweep
+        ]  # fmt: skip
+    if per_sample:
+        columns = {"clean": result.clean, **result.robust, "worst_case": result.worst_case}
+        data["per_sample"] = {name: values.int().tolist() for name, values in columns.items()}
     data.update(extra or {})
     return data
+
+
+def interval_text(data: Mapping[str, Any], column: str) -> str:
+    """``[81.2%, 85.9%]``: the column's interval as the report prints it ('' if unrecorded)."""
+    bounds = (data.get("intervals") or {}).get(column)
+    return f"[{bounds[0]:.1%}, {bounds[1]:.1%}]" if bounds else ""
 
 
 def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
@@ -110,8 +143,11 @@ def format_table(data: Mapping[str, Any]) -> str:
     rows = [("clean", data["clean"]), *[(name, data[name]) for name in data["attacks"]]]
     rows.append(("worst_case", data["worst_case"]))
     width = max(len(name) for name, _ in rows) + 2
-    lines = [headline(data), f"{'attack':<{width}}robust accuracy"]
-    lines += [f"{name:<{width}}{acc:>15.2%}" for name, acc in rows]
+    level = f"{data['confidence']:.0%} interval" if data.get("intervals") else ""
+    lines = [headline(data), f"{'attack':<{width}}robust accuracy  {level}".rstrip()]
+    lines += [
+        f"{name:<{width}}{acc:>15.2%}  {interval_text(data, name)}".rstrip() for name, acc in rows
+    ]
     if data.get("cascade"):
         lines.append("(cascade: each row counts the attacks above it too)")
     for eps_point in data.get("sweep", []):
@@ -139,16 +175,30 @@ def markdown_report(
     lines = [f"# Robustness evaluation: {title}", "", headline(data) + f", seed {data['seed']}", ""]
     if metadata:
         lines += [_training_line(metadata), ""]
-    lines += ["| attack | description | robust accuracy |", "|---|---|---:|"]
-    lines.append(f"| clean | no attack | {data['clean']:.2%} |")
+    level = f"{data.get('confidence', DEFAULT_CONFIDENCE):.0%} interval"
+    lines += [f"| attack | description | robust accuracy | {level} |", "|---|---|---:|---:|"]
+    lines.append(f"| clean | no attack | {data['clean']:.2%} | {interval_text(data, 'clean')} |")
     for name in data["attacks"]:
-        lines.append(f"| {name} | {descriptions.get(name, '')} | {data[name]:.2%} |")
+        lines.append(
+            f"| {name} | {descriptions.get(name, '')} | {data[name]:.2%} | "
+            f"{interval_text(data, name)} |"
+        )
     worst = "per sample, robust to every attack above"
-    lines += [f"| **worst case** | {worst} | **{data['worst_case']:.2%}** |", ""]
+    lines += [
+        f"| **worst case** | {worst} | **{data['worst_case']:.2%}** | "
+        f"{interval_text(data, 'worst_case')} |",
+        "",
+    ]
     lines.append(
         "A sample counts as robust to an attack only if it is classified correctly both clean "
         "and under the attack, so no column exceeds clean accuracy."
     )
+    if data.get("intervals"):
+        lines.append(
+            f"Intervals: {data.get('interval_method', METHOD).capitalize()} score intervals for a binomial "
+            f"proportion at {data['confidence']:.0%} confidence over the {data['n_examples']} "
+            "examples (the test examples' sampling error only, not the attacks' randomness)."
+        )
     if data.get("cascade"):
         lines.append(
             "The attacks ran as a cascade (each only on the samples every earlier one failed to "
@@ -159,10 +209,31 @@ def markdown_report(
     if data.get("sweep"):
         lines += ["", "## Robust accuracy against eps (PGD-20)", "", "| eps | robust accuracy |"]
         lines.append("|---:|---:|")
-        lines += [f"| {format_eps(p['eps'])} | {p['robust_accuracy']:.2%} |" for p in data["sweep"]]
+        for point in data["sweep"]:
+            bounds = point.get("interval")
+            shown = f" [{bounds[0]:.1%}, {bounds[1]:.1%}]" if bounds else ""
+            lines.append(f"| {format_eps(point['eps'])} | {point['robust_accuracy']:.2%}{shown} |")
+    if data.get("attack_params"):
+        lines += ["", "## Attack settings", "", "| attack | parameters |", "|---|---|"]
+        for name, params in data["attack_params"].items():
+            shown = ", ".join(f"{key}={value}" for key, value in params.items())
+            lines.append(f"| {name} | {shown} |")
+    recorded = [key for key in PROVENANCE_KEYS if data.get(key) is not None]
+    if recorded:
+        lines += ["", "## What was measured", ""]
+        lines += [f"- {key.replace('_', ' ')}: `{data[key]}`" for key in recorded]
+        if data.get("indices") is not None:
+            lines.append(f"- examples: {_indices_text(data['indices'])} of the test set")
     for caption, relative in (images or {}).items():
         lines += ["", f"## {caption}", "", f"![{caption}]({relative})"]
     return "\n".join(lines) + "\n"
+
+
+def _indices_text(indices: Sequence[int]) -> str:
+    """``0..999`` for a contiguous range, else ``1000 indices`` (the JSON lists them)."""
+    if indices and list(indices) == list(range(indices[0], indices[0] + len(indices))):
+        return f"indices {indices[0]}..{indices[-1]}"
+    return f"{len(indices)} indices (listed in the JSON)"
 
 
 def _checks_markdown(data: Mapping[str, Any]) -> list[str]:

@@ -7,9 +7,11 @@ per-sample worst case are always computed by ``advkit.evaluation.evaluate`` and 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -131,6 +133,34 @@ def autoattack_suite(eps: float, norm: str, seed: int) -> Suite:
             )
         )
     return Suite("autoattack", tuple(attacks), cascade=True, example_attack="apgd_ce")
+
+
+def attack_params(suite: Suite) -> dict[str, dict[str, Any]]:
+    """``{attack: {"function": name, every hyperparameter: value}}``: the keywords the suite
+    fixed, with the attack function's defaults for the rest (what a reader needs to rerun it)."""
+    params = {}
+    for entry in suite.attacks:
+        attack = entry.attack
+        fixed = dict(attack.keywords) if isinstance(attack, partial) else {}
+        function = attack.func if isinstance(attack, partial) else attack
+        values: dict[str, Any] = {"function": getattr(function, "__name__", str(function))}
+        for name, parameter in inspect.signature(function).parameters.items():
+            if name in fixed:
+                values[name] = fixed[name]
+            elif parameter.default is not inspect.Parameter.empty:
+                values[name] = parameter.default
+        params[entry.name] = {key: _jsonable(value) for key, value in values.items()}
+    return params
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return str(value)
 
 
 def build_suite(name: str, *, eps: float, norm: str, seed: int = 0) -> Suite:
