@@ -5,6 +5,7 @@ Inputs live in [0, 1]; normalization is a layer of the model; eps is in pixel un
     import advkit
     model = advkit.load_model("runs/demo")
     adv = advkit.attacks.pgd(model, images, labels, eps=0.1, steps=20)
+    result = advkit.evaluate(my_module, (images, labels), eps=8 / 255, suite="paper")
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["TrainConfig", "__version__", "create_model", "load_model", "train"]
+__all__ = ["TrainConfig", "__version__", "create_model", "evaluate", "load_model", "train"]
 
 if TYPE_CHECKING:
     from advkit.config import TrainConfig
+    from advkit.evaluation.external import evaluate
     from advkit.models import create_model
     from advkit.runs import load_model
     from advkit.training import train
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "TrainConfig": "advkit.config",
     "create_model": "advkit.models",
+    "evaluate": "advkit.evaluation.external",
     "load_model": "advkit.runs",
     "train": "advkit.training",
 }

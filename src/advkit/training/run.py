@@ -42,7 +42,7 @@ def train(
             changes = None
             if resume and run_dir is not None:
                 changes = changes_on_resume(Path(run_dir), as_used(config, data))
-            trainer = Trainer(config, run_dir, data=data, world=world)
+            trainer = Trainer(config, run_dir, data=data, world=world, resuming=resume)
             if resume:
                 trainer.resume(changes)
             return trainer.fit()

@@ -39,6 +39,7 @@ from advkit.distributed import World, worker_device
 from advkit.distributed.compression import attach_communication
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import create_model
+from advkit.models.reference import check_output, model_source
 from advkit.noise import sample_noise
 from advkit.training.batches import METHOD_NOISE, Batch, worker_batches
 from advkit.training.checkpoint import load_state
@@ -85,6 +86,8 @@ class Trainer:
     """Trains one model with one method under one config, writing into ``run_dir`` if given.
 
     ``world`` is this process's place among the workers (default: the single process).
+    ``resuming``: the run continues from its folder, so a model given as a file is rebuilt from
+    the folder's copy of it (call :meth:`resume` next).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Trainer:
         data: DataSplits | None = None,
         on_step: Callable[[Trainer, int], None] | None = None,
         world: World | None = None,
+        resuming: bool = False,
     ) -> None:
         self.config = as_used(config.validate(), data)
         self.world = world or World()
@@ -122,10 +126,14 @@ class Trainer:
         channels = len(self.data.mean)
         self.input_mean = self.data.mean if config.normalize else (0.0,) * channels
         self.input_std = self.data.std if config.normalize else (1.0,) * channels
+        self.model_source = model_source(config.model, self.run_dir, resuming=resuming)
         self.model = create_model(
-            config.model, num_classes=self.data.num_classes, mean=self.input_mean,
+            self.model_source.build, num_classes=self.data.num_classes, mean=self.input_mean,
             std=self.input_std, **(config.model_args or {}),
         ).to(self.device)  # fmt: skip
+        if self.model_source.user:  # a user's model: its output, before any training
+            check_output(self.model, tuple(self.train_data.images.shape[1:]),
+                         self.data.num_classes, config.model)  # fmt: skip
         if config.sync_bn:
             self.model = sync_batchnorm(self.model, self.device, self.world)
         if config.channels_last:
@@ -253,7 +261,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``epochs`` passes are done; returns the selected model and history."""
         with self.hold_run_dir():
-            self.writer.start(self.config)
+            self.writer.start(self.config, self.model_source)
             with stop_on_signals(self.request_stop):
                 while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
                     self._train_epoch()
