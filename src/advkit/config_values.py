@@ -121,7 +121,6 @@ _SET_BY_ADVKIT = {
     "in_channels": "the images' number of channels",
     "mean": "the normalization advkit puts in front of the model",
     "std": "the normalization advkit puts in front of the model",
-    "name": "the model is named by --model",
 }
 
 

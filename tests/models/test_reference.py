@@ -68,6 +68,16 @@ def test_config_validation_checks_the_form_but_reads_no_file(tmp_path):
         TrainConfig(model="my_net.py").validate()
 
 
+def test_a_factory_may_take_an_argument_called_name(tmp_path):
+    path = tmp_path / "named.py"
+    path.write_text(
+        "from torch import nn\n\ndef build(num_classes, name='a'):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n"
+    )
+    assert TrainConfig(model_args=["name=b"]).model_args == {"name": "b"}
+    assert isinstance(create_model(f"{path}:build", num_classes=3, name="b"), NormalizedModel)
+
+
 @pytest.mark.parametrize("factory", ["build", "ten_classes", "anything", "TinyCNN"])
 def test_num_classes_and_in_channels_go_only_where_the_factory_takes_them(model_file, factory):
     model = create_model(f"{model_file}:{factory}", num_classes=10, width=3)

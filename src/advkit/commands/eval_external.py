@@ -38,13 +38,15 @@ def add_external_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--model", metavar="REF",
         help="the architecture: a registered name (advkit models), path/to/file.py:FACTORY or "
-        "package.module:FACTORY (given num_classes and in_channels if it takes them)",
+        "package.module:FACTORY (given num_classes and in_channels if it takes them; default: "
+        "none, RUN is evaluated)",
     )  # fmt: skip
     group.add_argument(
         "--weights", metavar="FILE",
         help="its weights: .safetensors, or a .pt/.pth state dict read with "
         "torch.load(weights_only=True) (never unpickling code); a bare network's state dict, an "
-        "advkit model's (normalize.*, net.*), or a dict holding one under state_dict or model",
+        "advkit model's (normalize.*, net.*), or a dict holding one under state_dict or model "
+        "(default: none)",
     )  # fmt: skip
     group.add_argument(
         "--model-arg", dest="model_args", action="append", metavar="NAME=VALUE",
@@ -57,7 +59,10 @@ def add_external_options(parser: argparse.ArgumentParser) -> None:
         "itself, or the weights carry advkit's)",
     )  # fmt: skip
     group.add_argument(
-        "--std", nargs="+", metavar="S", help="per-channel std, with --mean (pixel units)"
+        "--std",
+        nargs="+",
+        metavar="S",
+        help="per-channel std, with --mean (pixel units; default: none)",
     )
 
 

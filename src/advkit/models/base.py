@@ -68,6 +68,7 @@ class NormalizedModel(nn.Module):
 
 def create_model(
     name: str,
+    /,
     num_classes: int = 10,
     mean: Sequence[float] = (0.5,),
     std: Sequence[float] = (0.5,),
