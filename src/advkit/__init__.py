@@ -6,6 +6,7 @@ Inputs live in [0, 1]; normalization is a layer of the model; eps is in pixel un
     result = advkit.fit(my_module, (images, labels), method="pgd", eps=8 / 255, epochs=10)
     model = advkit.load_model("runs/demo")
     adv = advkit.attacks.pgd(model, images, labels, eps=0.1, steps=20)
+    result = advkit.evaluate(my_module, (images, labels), eps=8 / 255, suite="paper")
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["TrainConfig", "__version__", "create_model", "fit", "load_model", "train"]
+__all__ = ["TrainConfig", "__version__", "create_model", "evaluate", "fit", "load_model", "train"]
 
 if TYPE_CHECKING:
     from advkit.config import TrainConfig
+    from advkit.evaluation.external import evaluate
     from advkit.models import create_model
     from advkit.runs import load_model
     from advkit.training import train
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "TrainConfig": "advkit.config",
     "create_model": "advkit.models",
+    "evaluate": "advkit.evaluation.external",
     "fit": "advkit.training.fit",
     "load_model": "advkit.runs",
     "train": "advkit.training",

@@ -24,7 +24,8 @@ from advkit.errors import BudgetError, reading
 
 #: The fields that take one of a few fixed names, and those names: what ``validate`` accepts and
 #: what ``advkit train`` offers as choices (None: the field may be left unset). Fields named by a
-#: registry (dataset, model, method, schedule) are checked against the registry instead.
+#: registry (dataset, method, schedule) are checked against the registry instead, and the model
+#: is a registered name or a reference to a factory (``advkit.models.reference``).
 CHOICES: dict[str, tuple[str | None, ...]] = {
     "norm": ("linf", "l2"),
     "init": ("zero", "random", "ball", "previous"),
@@ -50,7 +51,7 @@ class TrainConfig:
     subset: int | None = None
     augment: str | None = None  # None: the dataset's default ("none" or "crop-flip")
     # model
-    model: str = "cnn-small"
+    model: str = "cnn-small"  # a registered name, path/to/file.py:FACTORY or pkg.module:FACTORY
     model_args: dict[str, Any] | None = None  # keyword arguments of the model's factory
     channels_last: bool = False
     normalize: bool = True  # False: the model sees raw [0, 1] pixels (mean 0, std 1)
@@ -168,6 +169,12 @@ class TrainConfig:
                 shown = ", ".join(str(a) for a in allowed if a is not None)
                 raise ConfigError(f"{name} must be one of {shown}; got {getattr(self, name)!r}")
         self._check_needs()
+        from advkit.models.reference import ModelReferenceError, check_reference
+
+        try:  # the form only: a file or module is read when the model is built
+            check_reference(self.model)
+        except ModelReferenceError as error:
+            raise ConfigError(str(error)) from None
         from advkit.training.metric_logs import check_logs  # the training package imports this
 
         check_logs(self.log)

@@ -107,8 +107,21 @@ def parse_model_args(value: Any) -> dict[str, Any]:
     for name, item in items:
         if not isinstance(item, str | int | float | bool) and item is not None:
             raise ConfigError(f"model argument {name} must be a number, bool or string")
+        if str(name) in _SET_BY_ADVKIT:
+            raise ConfigError(
+                f"{name} is set by advkit ({_SET_BY_ADVKIT[str(name)]}): drop --model-arg {name}"
+            )
         parsed[str(name)] = item
     return parsed
+
+
+#: Arguments of a model that advkit sets itself, and from what.
+_SET_BY_ADVKIT = {
+    "num_classes": "the dataset's number of classes",
+    "in_channels": "the images' number of channels",
+    "mean": "the normalization advkit puts in front of the model",
+    "std": "the normalization advkit puts in front of the model",
+}
 
 
 def _scalar(text: str) -> Any:

@@ -7,6 +7,7 @@ RUN_DIR/
   checkpoints/best.safetensors + best.json   weights selected by validation PGD accuracy
   model.safetensors      the final model's weights
   model.json             architecture, normalization, dataset, threat model, method, times
+  model_source/FILE.py   a copy of the model's file, for a model given as path/to/FILE.py:factory
   curves.png             training curves
   resumes.jsonl          one JSON line per resume: where it resumed and the options it changed
   .lock                  held by the one process writing the folder (advkit.runlock)
@@ -85,8 +86,10 @@ def load_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The trained model in eval mode, taking inputs in [0, 1] (normalization is inside)."""
+    """The trained model in eval mode, taking inputs in [0, 1] (normalization is inside); a model
+    given as a file is rebuilt from the copy in the run folder (``model_source/``)."""
     from advkit.models import create_model
+    from advkit.models.reference import rebuild_reference
     from advkit.training.checkpoint import load_weights, load_weights_into
 
     weights_path, meta_path = model_paths(path)
@@ -94,8 +97,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     if is_in_process(meta["architecture"]):
         return _load_exported(meta, meta_path).to(device).eval()
     model = create_model(
-        meta["architecture"], num_classes=meta["num_classes"], mean=meta["mean"], std=meta["std"],
-        **meta.get("model_kwargs", {}),
+        rebuild_reference(meta, meta_path.parent), num_classes=meta["num_classes"],
+        mean=meta["mean"], std=meta["std"], **meta.get("model_kwargs", {}),
     )  # fmt: skip
     load_weights_into(
         model, load_weights(weights_path), weights_path,

@@ -52,7 +52,7 @@ def listing(folder: Path) -> dict[str, int]:
 def stub_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make `advkit eval` write 3-byte PNGs: the figures are tested in test_eval_report, and
     matplotlib takes a second per figure on a busy CPU."""
-    from advkit.commands import eval as eval_command
+    from advkit.evaluation import session
 
     def stub(path: Path, *args: object, **kwargs: object) -> Path:
         path = Path(path)
@@ -60,5 +60,5 @@ def stub_figures(monkeypatch: pytest.MonkeyPatch) -> None:
         path.write_bytes(b"png")
         return path
 
-    monkeypatch.setattr(eval_command, "plot_examples", stub)
-    monkeypatch.setattr(eval_command, "plot_sweep", stub)
+    monkeypatch.setattr(session, "plot_examples", stub)
+    monkeypatch.setattr(session, "plot_sweep", stub)

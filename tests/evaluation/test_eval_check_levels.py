@@ -11,7 +11,7 @@ import torch
 from advkit import runs
 from advkit.cli import main
 from advkit.commands import eval as eval_command
-from advkit.evaluation import CHECKS, CheckContext, evaluate
+from advkit.evaluation import CHECKS, CheckContext, evaluate, session
 from advkit.evaluation.checks import (
     FAST_CALLS,
     FAST_COST_PER_POINT,
@@ -108,8 +108,8 @@ def test_the_default_checks_cost_at_most_the_stated_bound(run_dir, monkeypatch, 
         return model
 
     monkeypatch.setattr(runs, "load_model", load_and_meter)
-    monkeypatch.setattr(eval_command, "evaluate", meter.during("attacks", eval_command.evaluate))
-    monkeypatch.setattr(eval_command, "check_all", meter.during("checks", eval_command.check_all))
+    monkeypatch.setattr(session, "evaluate", meter.during("attacks", session.evaluate))
+    monkeypatch.setattr(session, "check_all", meter.during("checks", session.check_all))
     assert main(["eval", str(run_dir), "--suite", suite, "--n-examples", "24", "--quiet"]) == 0
     attacks, checks = meter.costs["attacks"], meter.costs["checks"]
     bound = max(FAST_FRACTION * attacks, FAST_MIN_BUDGET)

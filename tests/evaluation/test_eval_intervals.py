@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import advkit
 from advkit.cli import main
 from advkit.evaluation import build_suite, evaluate, report_dict
 from advkit.evaluation.intervals import accuracy_intervals, wilson_interval
@@ -108,3 +109,15 @@ def test_bad_confidence_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval", str(run), "--quiet", "--confidence", "95"]) == 2
     err = capsys.readouterr().err
     assert "--confidence must be in (0, 1)" in err and "Traceback" not in err
+
+
+def test_python_evaluate_records_the_same_provenance():
+    torch.manual_seed(0)
+    model = create_model("cnn-small", num_classes=10, mean=(0.5,), std=(0.25,)).eval()
+    images = torch.rand(12, 1, 28, 28)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    data = advkit.evaluate(model, (images, labels), eps=0.05, checks="none").to_dict()
+    assert data["weights_sha256"] == state_sha256(model) and data["indices"] == list(range(12))
+    assert data["torch_version"] == torch.__version__ and "pgd20" in data["attack_params"]
+    assert data["intervals"]["clean"] == [0.7575, 1.0]  # Wilson at 12 of 12

@@ -270,3 +270,13 @@ def test_fit_trains_one_model_on_two_workers(tmp_path):
     reference.load_state_dict({k[4:]: v for k, v in first.items() if k.startswith("net.")})
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), reference.eval()(images))
+
+
+def test_ema_and_the_overfitting_guard_work_on_a_callers_module(tmp_path):
+    images, labels = _quadrants()
+    result = _fit(
+        (images, labels), tmp_path / "run", method="fast", eps=0.05, epochs=2,
+        ema_decay=0.9, co_guard="rollback", co_check_every=2,
+    )  # fmt: skip
+    assert result.metadata["ema_decay"] == 0.9
+    assert all("guard_pgd" in record or "co_checks" in record for record in result.history)

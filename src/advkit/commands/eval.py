@@ -12,53 +12,25 @@ import torch
 from tqdm import tqdm
 
 from advkit import runs
+from advkit.commands import eval_external
+from advkit.commands.eval_external import add_external_options, origin_fingerprint
 from advkit.commands.workers import add_worker_options
 from advkit.config_values import parse_eps
 from advkit.devices import resolve_device
 from advkit.distributed import BACKENDS, World, close_world, init_world, worker_device
-from advkit.evaluation import (
-    SUITES,
-    CheckContext,
-    Progress,
-    Suite,
-    attack_examples,
-    build_suite,
-    eps_sweep,
-    evaluate,
-    format_table,
-    markdown_report,
-    report_dict,
-    write_json,
-)
+from advkit.evaluation import SUITES, Progress, Suite, build_suite, format_table
 from advkit.evaluation.checks import (
     CHECK_LEVELS,
     DEFAULT_CHECK_LEVEL,
     FAST_FRACTION,
     FAST_MIN_BUDGET,
-    CheckReport,
-    check_all,
-    check_sample_size,
-    fast_budget,
 )
-from advkit.evaluation.cost import count_forwards
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
-from advkit.evaluation.outputs import (
-    Identity,
-    Outputs,
-    Placement,
-    place_at_file,
-    place_in_folder,
-    state_path,
-    weights_fingerprint,
-)
-from advkit.evaluation.plots import plot_examples, plot_sweep
+from advkit.evaluation.outputs import Identity, Placement, state_path
 from advkit.evaluation.provenance import provenance
-from advkit.evaluation.report import write_markdown
+from advkit.evaluation.session import run_evaluation
 from advkit.runlock import hold_run
 from advkit.threat import THREATS, check_budget
-
-#: Test images shown in the example grid.
-GRID_EXAMPLES = 8
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -72,12 +44,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval-<suite>.json holds the largest evaluation; a smaller or otherwise different one "
         "is written as eval-<suite>-n<N>[-seed<S>...].json, and one that a larger evaluation "
         "displaces is moved there: no evaluation replaces another silently. "
-        "An interrupted evaluation resumes where it stopped.",
+        "An interrupted evaluation resumes where it stopped. A model advkit did not train is "
+        "evaluated the same way with --model REF --weights FILE --dataset NAME --eps EPS "
+        "instead of RUN, its outputs in --out DIR (default <weights folder>/<weights "
+        "stem>-eval/).",
     )
     parser.add_argument(
         "run",
         metavar="RUN",
-        help="run folder, or a model .safetensors file with its .json metadata beside it",
+        nargs="?",
+        help="run folder, or a model .safetensors file with its .json metadata beside it (or "
+        "leave it out and give --model REF --weights FILE --dataset NAME, below)",
     )
     parser.add_argument(
         "--suite",
@@ -88,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--eps",
         help="perturbation radius in [0,1] pixel units, e.g. 0.1 or "
-        "8/255 (default: the run's training eps)",
+        "8/255 (default: the run's training eps; required with --model)",
     )
     parser.add_argument(
         "--norm", choices=THREATS.names(), help="threat model norm (default: the run's)"
@@ -119,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         metavar="DIR",
         help="write all outputs (JSON, report, figures, state) into this folder, named as in "
-        "the run folder (default RUN_DIR)",
+        "the run folder (default RUN_DIR; with --model, <weights folder>/<weights stem>-eval)",
     )
     parser.add_argument(
         "--checks",
@@ -135,8 +112,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--dataset",
-        help="dataset to evaluate on (default: the one the run was trained on); its images and "
-        "classes must match the model's",
+        help="dataset to evaluate on (default: the one the run was trained on; required with "
+        "--model); its images and classes must match the model's",
     )
     parser.add_argument(
         "--data-dir",
@@ -172,12 +149,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="torch.distributed backend with several workers (default auto: gloo on CPU, nccl "
         "on CUDA)",
     )  # fmt: skip
+    add_external_options(parser)
     add_worker_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, holding the run folder: one being trained or evaluated elsewhere is refused."""
+    """Evaluate, holding the run folder (or an external model's output folder): one being
+    trained or evaluated elsewhere is refused."""
+    if eval_external.is_external(args):
+        if args.json:
+            return _evaluate(args)
+        with hold_run(eval_external.output_folder(args), "advkit eval"):
+            return _evaluate(args)
     path = Path(args.run)
     folder = path if path.is_dir() else path.parent
     if not (folder / runs.CONFIG_FILE).is_file():  # not a run folder (being trained, maybe)
@@ -198,6 +182,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_in(args: argparse.Namespace, world: World) -> int:
     started = time.perf_counter()
+    if args.run is None:
+        return _evaluate_external(args, world, started)
     meta = runs.load_metadata(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     eps, norm = _threat(args, meta)
@@ -212,15 +198,39 @@ def _evaluate_in(args: argparse.Namespace, world: World) -> int:
     test = splits.test.take(torch.arange(min(args.n_examples, len(splits.test))))
     suite = build_suite(args.suite, eps=eps, norm=norm, seed=args.seed)
     class_names = splits.class_names or meta.get("class_names")
+    weights = runs.model_paths(args.run)[0]
+    measured = provenance(architecture=meta.get("architecture"), indices=range(len(test)),
+                          weights_path=weights)  # fmt: skip
     _evaluate_and_write(args, meta, run_dir, model, test, suite, eps, norm, sweep_eps, class_names,
-                        started, world)  # fmt: skip
+                        started, world, model_id=measured["weights_sha256"][:16],
+                        title=run_dir.resolve().name, extra=measured)  # fmt: skip
+    return 0
+
+
+def _evaluate_external(args: argparse.Namespace, world: World, started: float) -> int:
+    """``--model REF --weights FILE --dataset NAME``: outputs in ``--out`` (or beside the
+    weights, ``eval_external.output_folder``), the report naming REF and the weights."""
+    eps, norm = _threat(args, {})
+    if args.n_examples < 1 or args.batch_size < 1:
+        raise ValueError("--n-examples and --batch-size must be at least 1 (counts of images)")
+    sweep_eps = parse_eps_list(args.sweep, norm) if args.sweep else None
+    device = worker_device(resolve_device(args.device), world)
+    model, splits, meta, origin = eval_external.load(args, device)
+    test = splits.test.take(torch.arange(min(args.n_examples, len(splits.test))))
+    suite = build_suite(args.suite, eps=eps, norm=norm, seed=args.seed)
+    measured = provenance(architecture=args.model, indices=range(len(test)),
+                          weights_path=args.weights)  # fmt: skip
+    _evaluate_and_write(args, meta, eval_external.output_folder(args), model, test, suite, eps,
+                        norm, sweep_eps, splits.class_names, started, world,
+                        model_id=origin_fingerprint(origin), title=Path(args.weights).name,
+                        extra={"model_origin": origin, **measured})  # fmt: skip
     return 0
 
 
 def _evaluate_and_write(
     args: argparse.Namespace,
     meta: dict[str, Any],
-    run_dir: Path,
+    folder: Path,
     model: torch.nn.Module,
     test: Any,
     suite: Suite,
@@ -230,15 +240,21 @@ def _evaluate_and_write(
     class_names: list[str] | None,
     started: float,
     world: World,
+    *,
+    model_id: str,
+    title: str,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Attacks, sweep, checks, then the outputs where ``args`` says (see ``outputs``)."""
+    """Attacks, sweep, checks (:func:`run_evaluation`), then the outputs where ``args`` says
+    (``--json``, ``--out``, else ``folder``; see ``outputs``). ``model_id`` tells models apart
+    (the weights' fingerprint)."""
     run_threat = meta.get("threat") or {}
     identity = Identity(
         suite=suite.name, norm=norm, eps=eps, n_examples=len(test), seed=args.seed,
         batch_size=args.batch_size, sweep=tuple(sweep_eps or ()), checks=args.checks,
-        model=weights_fingerprint(runs.model_paths(args.run)[0]),
+        model=model_id,
     )  # fmt: skip
-    folder = Path(args.out) if args.out else run_dir
+    folder = Path(args.out) if args.out else folder
     if args.json:
         state = Path(args.json).with_suffix(".state.pt")
     else:
@@ -248,80 +264,24 @@ def _evaluate_and_write(
                                 f"{world.size}.state.pt")  # fmt: skip
     if args.no_resume:
         state.unlink(missing_ok=True)
-    clock = time.perf_counter()
-    timing = {"loading": clock - started}
     quiet = args.quiet or not world.is_writer
-    with _Bar(f"eval {suite.name}", quiet) as bar, count_forwards(model) as attack_count:
-        result = evaluate(
-            model, test, None, suite, eps=eps, norm=norm, batch_size=args.batch_size,
-            seed=args.seed, state_path=state, progress=bar, world=world,
-        )  # fmt: skip
-    timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
-    attack_cost = int(world.sum_number(attack_count.cost))
-    if not world.is_writer:
+
+    def bar(description: str, unit: str) -> _Bar:
+        return _Bar(description, quiet, unit=unit)
+
+    evaluation = run_evaluation(
+        model, test, suite, eps=eps, norm=norm, batch_size=args.batch_size, seed=args.seed,
+        checks=args.checks, sweep_eps=sweep_eps, state_path=state, world=world, bar=bar,
+        extra={"model": identity.model, **(extra or {})},
+        timing={"loading": time.perf_counter() - started}, started=started,
+        title=title, metadata=meta, class_names=class_names, run_threat=run_threat,
+        confidence=args.confidence, per_sample=args.per_sample,
+    )  # fmt: skip
+    if evaluation is None:  # not the writer
         return
-    sweep = None
-    if sweep_eps:
-        with _Bar("eps sweep", args.quiet) as bar:
-            sweep = eps_sweep(model, test, None, sweep_eps, norm=norm, batch_size=args.batch_size,
-                              seed=args.seed, progress=bar)  # fmt: skip
-        timing["sweep"] = time.perf_counter() - clock
-    checks = _run_checks(args, model, test, result, sweep, eps, norm, attack_cost)
-    timing["checks"], clock = checks.seconds, time.perf_counter()
-
-    if args.json:
-        placement = place_at_file(Path(args.json), identity)
-    else:
-        placement = place_in_folder(folder, identity, run_threat)
-    outputs = placement.outputs
-    written: list[Path] = []
-    images = _write_figures(outputs, suite, model, test, sweep, norm, class_names, written,
-                            title=run_dir.resolve().name)  # fmt: skip
-    timing["figures"] = time.perf_counter() - clock
-    timing["total"] = time.perf_counter() - started
-    extra = {
-        "batch_size": args.batch_size, "model": identity.model, "attack_cost": attack_cost,
-        "workers": world.size,
-        "timing": {key: round(value, 3) for key, value in timing.items()},
-        **provenance(architecture=meta.get("architecture"), indices=range(len(test)),
-                     weights_path=runs.model_paths(args.run)[0]),
-    }  # fmt: skip
-    data = report_dict(result, sweep=sweep, checks=checks, extra=extra, suite=suite,
-                       confidence=args.confidence, per_sample=args.per_sample)  # fmt: skip
-    report = markdown_report(
-        data, title=run_dir.resolve().name, metadata=meta, images=images,
-        descriptions={entry.name: entry.description for entry in suite.attacks},
-    )  # fmt: skip
-    written.append(write_markdown(outputs.markdown, report))
-    written.insert(0, write_json(outputs.json, data))
-    print(format_table(data))
-    _print_placement(placement, written)
-
-
-def _run_checks(
-    args: argparse.Namespace,
-    model: torch.nn.Module,
-    test: Any,
-    result: Any,
-    sweep: list[tuple[float, float]] | None,
-    eps: float,
-    norm: str,
-    attack_cost: int,
-) -> CheckReport:
-    """The sanity checks at ``args.checks``: the fast level's budget is sized from the cost of
-    the attacks this command ran (forward-equivalents), its sample from that budget."""
-    if args.checks == "none":
-        return CheckReport("none", 0, None)
-    budget = fast_budget(attack_cost) if args.checks == "fast" else None
-    size = check_sample_size(args.checks, len(test), budget)
-    sample = test.take(torch.arange(size))
-    context = CheckContext(
-        model, sample.images, sample.labels, eps=eps, norm=norm, seed=args.seed,
-        accuracies=result.accuracies(), n_examples=result.n_examples, cascade=result.cascade,
-        sweep=sweep or (), level=args.checks, budget=budget, robust=result.worst_case[:size],
-    )  # fmt: skip
-    with _Bar(f"checks {args.checks}", args.quiet, unit="check") as bar:
-        return check_all(context, progress=bar)
+    written = evaluation.write(None if args.json else folder, json_path=args.json or None)
+    print(format_table(written.data))
+    _print_placement(written.placement, written.paths)
 
 
 def _print_placement(placement: Placement, written: list[Path]) -> None:
@@ -358,37 +318,6 @@ def _threat(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[float, str]
         )
     check_budget(eps, norm, name="--eps" if args.eps is not None else "eps", allow_zero=False)
     return eps, norm
-
-
-def _write_figures(
-    outputs: Outputs,
-    suite: Suite,
-    model: torch.nn.Module,
-    test: Any,
-    sweep: list[tuple[float, float]] | None,
-    norm: str,
-    class_names: list[str] | None,
-    written: list[Path],
-    *,
-    title: str,
-) -> dict[str, str]:
-    """The example grid and (with a sweep) the sweep plot; returns {caption: name}, the figures
-    lying beside the report."""
-    images = {}
-    first = test.take(torch.arange(min(4 * GRID_EXAMPLES, len(test))))
-    examples = attack_examples(model, first.images, first.labels, suite, count=GRID_EXAMPLES)
-    grid = plot_examples(
-        outputs.examples, examples.clean, examples.adversarial,
-        examples.labels, examples.clean_predictions, examples.adversarial_predictions,
-        class_names=class_names, attack=examples.attack,
-    )  # fmt: skip
-    written.append(grid)
-    images[f"Examples ({examples.attack})"] = grid.name
-    if sweep:
-        plot = plot_sweep(outputs.sweep, sweep, norm=norm, title=title)
-        written.append(plot)
-        images["Robust accuracy against eps"] = plot.name
-    return images
 
 
 class _Bar:

@@ -15,7 +15,7 @@ from advkit.data import DATASETS
 from advkit.distributed.world import World, current_rank, restarted
 from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
-from advkit.models import MODELS
+from advkit.models.reference import check_factory, is_user_model
 from advkit.recipes import recipe_names
 from advkit.runlock import hold_run
 from advkit.training import TrainingInterrupted, train
@@ -39,7 +39,14 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "training augmentation",
         {"default": "the dataset's own: crop-flip for CIFAR, none for the others"},
     ),
-    "model": ("architecture (see advkit models)", {}),
+    "model": (
+        "architecture: a registered name (see advkit models), or your own as "
+        "path/to/file.py:FACTORY or package.module:FACTORY, FACTORY a function or class "
+        "returning an nn.Module that maps [0,1] images to logits (given num_classes and "
+        "in_channels if it takes them, and the --model-arg values); the run folder keeps a copy "
+        "of a file",
+        {},
+    ),
     "model_args": (
         "a keyword argument of the model, NAME=VALUE, repeatable (e.g. --model wrn --model-arg "
         "depth=16 --model-arg widen_factor=4; advkit models lists them)",
@@ -195,8 +202,9 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-#: Fields whose values are the names in a registry.
-REGISTRIES = {"dataset": DATASETS, "model": MODELS, "method": METHODS, "schedule": SCHEDULES}
+#: Fields whose values are the names in a registry (a model may also be a reference to a
+#: factory, so its names are checked by the config, not by argparse).
+REGISTRIES = {"dataset": DATASETS, "method": METHODS, "schedule": SCHEDULES}
 
 
 def choices(field: str) -> list[str] | None:
@@ -279,6 +287,8 @@ def check_before_launch(args: argparse.Namespace, workers: int) -> None:
         config = load_config(args.config, _overrides(args))
     World(0, workers).check_divides(config.batch_size)
     METHODS.get(config.method).from_config(config)  # options the method refuses
+    if not args.resume and is_user_model(config.model):  # its file, factory and arguments
+        check_factory(config.model, config.model_args or {})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -195,9 +195,10 @@ def markdown_report(
     )
     if data.get("intervals"):
         lines.append(
-            f"Intervals: {data.get('interval_method', METHOD).capitalize()} score intervals for a binomial "
-            f"proportion at {data['confidence']:.0%} confidence over the {data['n_examples']} "
-            "examples (the test examples' sampling error only, not the attacks' randomness)."
+            f"Intervals: {data.get('interval_method', METHOD).capitalize()} score intervals for a "
+            f"binomial proportion at {data['confidence']:.0%} confidence over the "
+            f"{data['n_examples']} examples (the test examples' sampling error only, not the "
+            "attacks' randomness)."
         )
     if data.get("cascade"):
         lines.append(
@@ -274,6 +275,9 @@ def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _training_line(metadata: Mapping[str, Any]) -> str:
+    origin = metadata.get("model_origin")
+    if isinstance(origin, Mapping):
+        return _origin_line(origin)
     method = metadata.get("method") or {}
     threat = metadata.get("threat") or {}
     facts = [
@@ -286,6 +290,32 @@ def _training_line(metadata: Mapping[str, Any]) -> str:
         ("workers", _workers_text(metadata)),
     ]
     return ", ".join(f"{name} {value}" for name, value in facts if value not in (None, ""))
+
+
+def _origin_line(origin: Mapping[str, Any]) -> str:
+    """Where a model advkit did not train came from: its reference and weights file (with the
+    file's SHA-256), or the Python class given to ``advkit.evaluate``."""
+    if origin.get("python"):
+        text = f"Model {origin['python']}, given to advkit.evaluate in Python (not an advkit run)"
+    else:
+        args = ", ".join(f"{k}={v!r}" for k, v in (origin.get("model_kwargs") or {}).items())
+        text = (
+            f"Model {origin.get('reference')}" + (f" ({args})" if args else "")
+            + f" with the weights of {origin.get('weights')} (SHA-256 "
+            f"{origin.get('weights_sha256')}), not an advkit run"
+        )  # fmt: skip
+        norm = origin.get("normalization")
+        text += (
+            f"; normalization put inside it: mean {_values(norm['mean'])}, std "
+            f"{_values(norm['std'])}"
+            if isinstance(norm, Mapping)
+            else "; the model normalizes its [0, 1] inputs itself"
+        )
+    return f"{text}; data: {origin.get('dataset')}."
+
+
+def _values(values: Any) -> str:
+    return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
 
 
 def _workers_text(metadata: Mapping[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from advkit.models.reference import ModelReferenceError, build_user_model, parse_reference
 from advkit.registry import Registry
 
 #: ``factory(num_classes: int, in_channels: int, **kwargs) -> nn.Module`` returning logits.
@@ -67,29 +68,34 @@ class NormalizedModel(nn.Module):
 
 def create_model(
     name: str,
+    /,
     num_classes: int = 10,
     mean: Sequence[float] = (0.5,),
     std: Sequence[float] = (0.5,),
     **kwargs: object,
 ) -> NormalizedModel:
-    """Build the registered model ``name`` wrapped in its normalization.
+    """Build the model ``name`` wrapped in its normalization.
 
-    ``in_channels`` is ``len(mean)``; ``kwargs`` go to the model's factory (e.g. ``depth`` for
-    ``wrn``). Raises ValueError for an unknown name, bad mean/std, ``num_classes < 2`` or keyword
-    arguments the model does not take.
+    ``name`` is a registered name, ``path/to/file.py:factory`` or ``package.module:factory``
+    (:mod:`advkit.models.reference`). ``in_channels`` is ``len(mean)``; ``kwargs`` go to the
+    model's factory (e.g. ``depth`` for ``wrn``). Raises ValueError for an unknown name, bad
+    mean/std, ``num_classes < 2`` or keyword arguments the model does not take.
     """
-    factory = MODELS.get(name)
+    ref = parse_reference(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     normalize = Normalize(mean, std)
     in_channels = normalize.mean.shape[0]
+    if not ref.registered:
+        return NormalizedModel(build_user_model(ref, num_classes, in_channels, kwargs), mean, std)
+    factory = MODELS.get(name)
     signature = inspect.signature(factory).parameters
     params = list(signature)[2:]
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
     unknown = [] if takes_any else sorted(set(kwargs) - set(params))
     if unknown:
         hint = "; in_channels is len(mean)" if "in_channels" in unknown else ""
-        raise ValueError(
+        raise ModelReferenceError(
             f"model {name!r} does not take the options {unknown}; it accepts {params or 'none'}"
             f"{hint}"
         )
@@ -99,7 +105,8 @@ def create_model(
 
 
 def _check_type(model: str, parameter: inspect.Parameter | None, value: object) -> None:
-    """ValueError unless ``value`` has the type of ``parameter``'s default (when it has one)."""
+    """ModelReferenceError (a ValueError) unless ``value`` has the type of ``parameter``'s
+    default (when it has one)."""
     default = None if parameter is None else parameter.default
     if default is None or default is inspect.Parameter.empty:
         return
@@ -111,7 +118,7 @@ def _check_type(model: str, parameter: inspect.Parameter | None, value: object) 
         str: isinstance(value, str),
     }.get(kind, True)
     if not fits:
-        raise ValueError(
+        raise ModelReferenceError(
             f"model {model!r} takes {parameter.name} as {kind.__name__} (default {default!r}), "
             f"got {value!r}"
         )

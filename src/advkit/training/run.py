@@ -45,7 +45,7 @@ def train(
             changes = None
             if resume and run_dir is not None:
                 changes = changes_on_resume(Path(run_dir), as_used(config, data))
-            trainer = Trainer(config, run_dir, data=data, world=world, model=model)
+            trainer = Trainer(config, run_dir, data=data, world=world, model=model, resuming=resume)
             if resume:
                 trainer.resume(changes)
             return trainer.fit()

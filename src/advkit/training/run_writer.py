@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from advkit import runs
 from advkit.config import TrainConfig, save_config
 from advkit.models.exported import EXPORT_FILE, export_model
+from advkit.models.reference import ModelSource
 from advkit.training.checkpoint import (
     atomic_write,
     load_weights,
@@ -54,10 +55,13 @@ class RunWriter:
             None if self.run_dir is None else self.run_dir / runs.CHECKPOINT_DIR / runs.BEST_WEIGHTS
         )
 
-    def start(self, config: TrainConfig) -> None:
+    def start(self, config: TrainConfig, source: ModelSource | None = None) -> None:
+        """config.yaml, and the copy of a model given as a file (``model_source/``)."""
         if self.enabled:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.run_dir / runs.CONFIG_FILE)
+            if source is not None:
+                source.save(self.run_dir)
 
     def history(self, records: list[dict[str, Any]]) -> None:
         """metrics.jsonl rewritten whole (atomically): after a resume it matches the checkpoint."""
@@ -120,6 +124,7 @@ def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
         "advkit_version": __version__,
         "architecture": c.model,
         "model_kwargs": dict(c.model_args or {}),
+        "model_source": trainer.model_source.record(),
         "num_classes": trainer.data.num_classes,
         "mean": list(trainer.input_mean),
         "std": list(trainer.input_std),

@@ -40,6 +40,7 @@ from advkit.distributed.compression import attach_communication
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import NormalizedModel, create_model
 from advkit.models.exported import is_in_process
+from advkit.models.reference import check_output, model_source
 from advkit.noise import sample_noise
 from advkit.training.batches import METHOD_NOISE, Batch, worker_batches
 from advkit.training.checkpoint import load_state
@@ -88,6 +89,8 @@ class Trainer:
     ``world`` is this process's place among the workers (default: the single process).
     ``model`` (a :class:`NormalizedModel` a Python caller built, ``advkit.fit``) replaces the
     registry's model named in the config, which then names it ``python:<module>.<class>``.
+    ``resuming``: the run continues from its folder, so a model given as a file is rebuilt from
+    the folder's copy of it (call :meth:`resume` next).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Trainer:
         on_step: Callable[[Trainer, int], None] | None = None,
         world: World | None = None,
         model: NormalizedModel | None = None,
+        resuming: bool = False,
     ) -> None:
         self.config = as_used(config.validate(), data)
         self.world = world or World()
@@ -124,7 +128,8 @@ class Trainer:
         self.augment = config.augment or self.data.augment
 
         channels = len(self.data.mean)
-        if model is not None:  # the caller's module, normalization already inside
+        self.model_source = model_source(config.model, self.run_dir, resuming=resuming)
+        if model is not None:  # the caller's module (advkit.fit), normalization already inside
             self.input_mean = tuple(model.normalize.mean.tolist())
             self.input_std = tuple(model.normalize.std.tolist())
             self.model = model.to(self.device)
@@ -132,9 +137,12 @@ class Trainer:
             self.input_mean = self.data.mean if config.normalize else (0.0,) * channels
             self.input_std = self.data.std if config.normalize else (1.0,) * channels
             self.model = create_model(
-                config.model, num_classes=self.data.num_classes, mean=self.input_mean,
-                std=self.input_std, **(config.model_args or {}),
+                self.model_source.build, num_classes=self.data.num_classes,
+                mean=self.input_mean, std=self.input_std, **(config.model_args or {}),
             ).to(self.device)  # fmt: skip
+            if self.model_source.user:  # a user's model: its output, before any training
+                check_output(self.model, tuple(self.train_data.images.shape[1:]),
+                             self.data.num_classes, config.model)  # fmt: skip
         if config.sync_bn:
             self.model = sync_batchnorm(self.model, self.device, self.world)
         if config.channels_last:
@@ -262,7 +270,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``epochs`` passes are done; returns the selected model and history."""
         with self.hold_run_dir():
-            self.writer.start(self.config)
+            self.writer.start(self.config, self.model_source)
             with stop_on_signals(self.request_stop):
                 while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
                     self._train_epoch()

@@ -1,0 +1,244 @@
+"""One evaluation as ``advkit eval`` makes it: the attacks, the eps sweep, the sanity checks, and
+the report written where no other evaluation is replaced.
+
+``advkit eval`` (of a run folder or of a model advkit did not train) and ``advkit.evaluate``
+both go through :func:`run_evaluation`, so the same model on the same images gives the same
+:class:`Evaluation`, and :meth:`Evaluation.write` the same JSON, Markdown and figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advkit.distributed import World
+from advkit.evaluation.checks import (
+    CheckContext,
+    CheckReport,
+    check_all,
+    check_sample_size,
+    fast_budget,
+)
+from advkit.evaluation.cost import count_forwards
+from advkit.evaluation.evaluate import EvalResult, ProgressFn, evaluate
+from advkit.evaluation.examples import attack_examples
+from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
+from advkit.evaluation.outputs import Identity, Outputs, Placement, place_at_file, place_in_folder
+from advkit.evaluation.plots import plot_examples, plot_sweep
+from advkit.evaluation.provenance import provenance
+from advkit.evaluation.report import markdown_report, report_dict, write_json, write_markdown
+from advkit.evaluation.suites import Suite
+from advkit.evaluation.sweep import eps_sweep
+
+#: ``bar(description, unit)``: a context giving the progress callback of one phase (or None).
+BarFactory = Callable[[str, str], AbstractContextManager[ProgressFn | None]]
+#: Test images shown in the example grid.
+GRID_EXAMPLES = 8
+
+
+def no_bar(description: str, unit: str) -> AbstractContextManager[ProgressFn | None]:
+    return nullcontext(None)
+
+
+@dataclass
+class Evaluation:
+    """The outcome of one evaluation: per-sample results, sweep, checks and their costs.
+
+    ``extra`` holds what the JSON records beside the accuracies (batch size, the weights'
+    fingerprint under ``"model"``, the attacks' cost, workers, where the model came from).
+    """
+
+    result: EvalResult
+    checks: CheckReport
+    sweep: list[tuple[float, float]] | None
+    suite: Suite
+    extra: dict[str, Any]
+    timing: dict[str, float]
+    model: nn.Module = field(repr=False)
+    test: Any = field(repr=False)
+    started: float = field(default_factory=time.perf_counter, repr=False)
+    #: What the report says of the model: its title, facts (model.json's keys), class names, and
+    #: the threat it was trained at (the main output name is the suite's alone at it).
+    title: str = "model"
+    metadata: Mapping[str, Any] | None = None
+    class_names: list[str] | None = None
+    run_threat: Mapping[str, Any] | None = None
+    #: The level of the accuracies' intervals, and whether the JSON lists per-sample outcomes.
+    confidence: float = DEFAULT_CONFIDENCE
+    per_sample: bool = False
+
+    def accuracies(self) -> dict[str, float]:
+        """{"clean": ..., <attack>: ..., "worst_case": ...}: fractions of the evaluated images."""
+        return self.result.accuracies()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON ``advkit eval`` writes (see :mod:`advkit.evaluation.report`)."""
+        timing = {key: round(value, 3) for key, value in self.timing.items()}
+        return report_dict(
+            self.result, sweep=self.sweep, checks=self.checks, suite=self.suite,
+            confidence=self.confidence, per_sample=self.per_sample,
+            extra={**self.extra, "timing": timing},
+        )  # fmt: skip
+
+    def identity(self) -> Identity:
+        """What tells this evaluation apart from another (its output names follow it)."""
+        return Identity(
+            suite=self.suite.name, norm=self.result.norm, eps=self.result.eps,
+            n_examples=self.result.n_examples, seed=self.result.seed,
+            batch_size=self.extra.get("batch_size"),
+            sweep=tuple(eps for eps, _ in self.sweep or ()), checks=self.checks.level,
+            model=self.extra.get("model"),
+        )  # fmt: skip
+
+    def write(
+        self,
+        out_dir: str | Path | None = None,
+        *,
+        json_path: str | Path | None = None,
+    ) -> WrittenReport:
+        """Write the JSON, the Markdown report and the figures into ``out_dir`` (named so that no
+        other evaluation there is replaced: :func:`advkit.evaluation.outputs.place_in_folder`),
+        or beside ``json_path`` (replacing what is there, as ``advkit eval --json`` does)."""
+        if (out_dir is None) == (json_path is None):
+            raise ValueError("write the report into out_dir or at json_path (one of them)")
+        if json_path is not None:
+            placement = place_at_file(Path(json_path), self.identity())
+        else:
+            placement = place_in_folder(Path(out_dir), self.identity(), self.run_threat or {})
+        outputs = placement.outputs
+        outputs.json.parent.mkdir(parents=True, exist_ok=True)
+        clock = time.perf_counter()
+        written: list[Path] = []
+        images = self._figures(outputs, written)
+        self.timing["figures"] = time.perf_counter() - clock
+        self.timing["total"] = time.perf_counter() - self.started
+        data = self.to_dict()
+        report = markdown_report(
+            data, title=self.title, metadata=self.metadata, images=images,
+            descriptions={entry.name: entry.description for entry in self.suite.attacks},
+        )  # fmt: skip
+        written.append(write_markdown(outputs.markdown, report))
+        written.insert(0, write_json(outputs.json, data))
+        return WrittenReport(placement, written, data)
+
+    def _figures(self, outputs: Outputs, written: list[Path]) -> dict[str, str]:
+        """The example grid and (with a sweep) the sweep plot: {caption: file name}."""
+        images = {}
+        first = self.test.take(torch.arange(min(4 * GRID_EXAMPLES, len(self.test))))
+        examples = attack_examples(self.model, first.images, first.labels, self.suite,
+                                   count=GRID_EXAMPLES)  # fmt: skip
+        grid = plot_examples(
+            outputs.examples, examples.clean, examples.adversarial,
+            examples.labels, examples.clean_predictions, examples.adversarial_predictions,
+            class_names=self.class_names, attack=examples.attack,
+        )  # fmt: skip
+        written.append(grid)
+        images[f"Examples ({examples.attack})"] = grid.name
+        if self.sweep:
+            plot = plot_sweep(outputs.sweep, self.sweep, norm=self.result.norm, title=self.title)
+            written.append(plot)
+            images["Robust accuracy against eps"] = plot.name
+        return images
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """Where an evaluation was written, what was decided on the way, and the JSON dict."""
+
+    placement: Placement
+    paths: list[Path]
+    data: dict[str, Any]
+
+
+def run_evaluation(
+    model: nn.Module,
+    test: Any,
+    suite: Suite,
+    *,
+    eps: float,
+    norm: str,
+    batch_size: int = 256,
+    seed: int = 0,
+    checks: str = "fast",
+    sweep_eps: list[float] | None = None,
+    state_path: Path | None = None,
+    world: World | None = None,
+    bar: BarFactory = no_bar,
+    extra: Mapping[str, Any] | None = None,
+    timing: Mapping[str, float] | None = None,
+    started: float | None = None,
+    **described: Any,
+) -> Evaluation | None:
+    """Attack ``test`` (a TensorData) with ``suite``, then (on the writer) run the sweep and the
+    sanity checks at level ``checks``; None on the other workers, which only share the attacks.
+
+    ``extra`` and ``timing`` (e.g. the seconds spent loading) go into the JSON; without the
+    provenance keys in ``extra`` (a weights file's hash, the examples' indices) they are made
+    from the model itself (its state's hash, the test data's positions 0..N-1); ``started`` is
+    when the whole command began (for the total); ``described`` sets what the report says of
+    the model and the report's form (:class:`Evaluation`'s title, metadata, class_names,
+    run_threat, confidence, per_sample)."""
+    world = world or World()
+    started = time.perf_counter() if started is None else started
+    timing = dict(timing or {})
+    clock = time.perf_counter()
+    with bar(f"eval {suite.name}", "chunk") as progress, count_forwards(model) as attack_count:
+        result = evaluate(
+            model, test, None, suite, eps=eps, norm=norm, batch_size=batch_size, seed=seed,
+            state_path=state_path, progress=progress, world=world,
+        )  # fmt: skip
+    timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
+    attack_cost = int(world.sum_number(attack_count.cost))
+    if not world.is_writer:
+        return None
+    sweep = None
+    if sweep_eps:
+        with bar("eps sweep", "chunk") as progress:
+            sweep = eps_sweep(model, test, None, sweep_eps, norm=norm, batch_size=batch_size,
+                              seed=seed, progress=progress)  # fmt: skip
+        timing["sweep"] = time.perf_counter() - clock
+    report = _run_checks(model, test, result, sweep, eps, norm, seed, checks, attack_cost, bar)
+    timing["checks"] = report.seconds
+    record = {"batch_size": batch_size, **(extra or {}), "attack_cost": attack_cost,
+              "workers": world.size}  # fmt: skip
+    if "weights_sha256" not in record:
+        architecture = (described.get("metadata") or {}).get("architecture")
+        record |= provenance(architecture=architecture or type(model).__name__,
+                             indices=range(len(test)), model=model)  # fmt: skip
+    return Evaluation(result, report, sweep, suite, record, timing, model, test, started,
+                      **described)  # fmt: skip
+
+
+def _run_checks(
+    model: nn.Module,
+    test: Any,
+    result: EvalResult,
+    sweep: list[tuple[float, float]] | None,
+    eps: float,
+    norm: str,
+    seed: int,
+    level: str,
+    attack_cost: int,
+    bar: BarFactory,
+) -> CheckReport:
+    """The sanity checks at ``level``: the fast level's budget is sized from the cost of the
+    attacks just run (forward-equivalents), its sample from that budget."""
+    if level == "none":
+        return CheckReport("none", 0, None)
+    budget = fast_budget(attack_cost) if level == "fast" else None
+    size = check_sample_size(level, len(test), budget)
+    sample = test.take(torch.arange(size))
+    context = CheckContext(
+        model, sample.images, sample.labels, eps=eps, norm=norm, seed=seed,
+        accuracies=result.accuracies(), n_examples=result.n_examples, cascade=result.cascade,
+        sweep=sweep or (), level=level, budget=budget, robust=result.worst_case[:size],
+    )  # fmt: skip
+    with bar(f"checks {level}", "check") as progress:
+        return check_all(context, progress=progress)
