@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from advkit.analysis import ANALYSES
-from advkit.analysis.input_gradients import alignment, image_correlation, input_gradients
+from advkit.analysis.input_gradients import (
+    alignment,
+    compare_gradients,
+    image_correlation,
+    input_gradients,
+)
 from advkit.analysis.runner import load_run
 from tests.analysis.analysis_helpers import linear_context, loss_gradients
 
@@ -49,3 +54,12 @@ def test_adversarial_training_gives_the_more_object_like_gradients(trained_runs)
     natural, robust = summaries["natural"], summaries["pgd"]
     assert robust["image_correlation"] > natural["image_correlation"] + 0.1
     assert robust["alignment"] > natural["alignment"]
+
+
+def test_runs_side_by_side_share_the_image_row_only_when_they_saw_the_same_points():
+    same = {label: analyze(linear_context(points=3, shown=2)) for label in ("a", "b")}
+    assert len(compare_gradients(same)["grid"].axes) == 3 * 2  # images, a, b
+    other = linear_context(points=3, shown=2)
+    other.inputs = other.inputs.flip(0)
+    differ = {"a": same["a"], "b": analyze(other)}
+    assert len(compare_gradients(differ)["grid"].axes) == 4 * 2  # each run's images above its own

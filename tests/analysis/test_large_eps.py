@@ -42,6 +42,9 @@ def test_the_targeted_images_keep_to_their_radius_and_the_unit_box():
         assert delta.flatten(2).norm(p=p, dim=2).max() <= radius * (1 + 1e-5)
         assert 0 <= result.summary[norm]["success_rate"] <= 1
     assert set(result.figures) == {"linf", "l2"}
+    assert analyze(linear_context(points=3, eps=0.05, count=3, shown=3, steps=5)).summary == (
+        result.summary
+    )  # no random start: the same numbers every time
 
 
 def test_a_linear_model_is_driven_to_every_class_at_a_large_radius():

@@ -87,7 +87,7 @@ def analyze_input_gradients(ctx: AnalysisContext) -> AnalysisResult:
     labels = [class_name(label, ctx.class_names) for label in ctx.labels[:shown]]
     figures = {}
     if shown:
-        figures["grid"] = gradient_figure({"": shown_grads}, images, labels)
+        figures["grid"] = gradient_figure([("image", images), ("gradient", shown_grads)], labels)
     markdown = (
         f"Input gradients of the cross-entropy at {len(ctx.inputs)} test points: correlation "
         f"between |grad| and the image {summary['image_correlation']:.3f} "
@@ -100,39 +100,38 @@ def analyze_input_gradients(ctx: AnalysisContext) -> AnalysisResult:
     return AnalysisResult(summary, figures, markdown, data)
 
 
-def gradient_figure(grads: dict[str, Tensor], images: Tensor, labels: list[str]) -> Any:
-    """Top row the images (with their labels), then one row of gradients per run
-    (``{label: (n, C, H, W)}``; one unlabelled run alone)."""
-    count = len(images)
-    rows = 1 + len(grads)
-    figure = new_figure((1.3 * count + 0.6, 1.45 * rows + 0.2))
-    for i in range(count):
-        axes = figure.add_subplot(rows, count, i + 1)
-        show_image(axes, images[i])
-        axes.set_title(labels[i], fontsize=7)
-        if i == 0:
-            axes.set_ylabel("image", fontsize=8)
-    for row, (label, values) in enumerate(grads.items(), start=1):
+def gradient_figure(rows: list[tuple[str, Tensor]], labels: list[str]) -> Any:
+    """One row per ``(name, tensors)``: images drawn as they are, gradients (a name other than
+    "image") clipped to +-3 std; the top row captioned with the test points' labels."""
+    count = len(labels)
+    figure = new_figure((1.3 * count + 0.6, 1.45 * len(rows) + 0.2))
+    for row, (name, values) in enumerate(rows):
         for i in range(count):
-            axes = figure.add_subplot(rows, count, row * count + i + 1)
-            show_image(axes, gradient_image(values[i]))
+            axes = figure.add_subplot(len(rows), count, row * count + i + 1)
+            is_image = name.endswith("image")
+            show_image(axes, values[i] if is_image else gradient_image(values[i]))
+            if row == 0:
+                axes.set_title(labels[i], fontsize=7)
             if i == 0:
-                axes.set_ylabel(label or "gradient", fontsize=8)
+                axes.set_ylabel(name, fontsize=8)
     return figure
 
 
 def compare_gradients(results: dict[str, AnalysisResult]) -> dict[str, Any]:
-    """One row of gradients per run under the common images (the first run's test points: every
-    run is analysed on the same seeded sample when the data and seed are the same)."""
-    drawn = {label: r for label, r in results.items() if r.data.get("grads") is not None}
-    if not drawn:
-        return {}
-    first = next(iter(drawn.values())).data
-    count = min(len(result.data["grads"]) for result in drawn.values())
+    """One row of gradients per run under the images; each run's own images above its
+    gradients when the runs were analysed on different test points."""
+    drawn = {label: r.data for label, r in results.items() if r.data.get("grads") is not None}
+    count = min((len(data["grads"]) for data in drawn.values()), default=0)
     if count == 0:
         return {}
-    grads = {label: result.data["grads"][:count] for label, result in drawn.items()}
-    return {"grid": gradient_figure(grads, first["images"][:count], first["labels"][:count])}
+    first = next(iter(drawn.values()))
+    same = all(torch.equal(d["images"][:count], first["images"][:count]) for d in drawn.values())
+    if same:
+        rows = [("image", first["images"]), *((k, d["grads"]) for k, d in drawn.items())]
+    else:
+        rows = [row for k, d in drawn.items() for row in ((f"{k} image", d["images"]),
+                                                         (k, d["grads"]))]  # fmt: skip
+    return {"grid": gradient_figure(rows, first["labels"][:count] if same else [""] * count)}
 
 
 def _round(value: float, digits: int = 4) -> float:

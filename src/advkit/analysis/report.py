@@ -235,12 +235,25 @@ def _markdown(
 
 
 def _settings_line(settings: Mapping[str, Any]) -> str:
-    norm = _NORM_NAMES.get(settings.get("norm"), settings.get("norm"))
-    eps = settings.get("eps")
+    """``Settings: 256 test points of fashion-mnist drawn with seed 0; L-inf eps 0.1; ...``;
+    for a comparison, each run's threat model and dataset."""
+    runs = settings.get("runs")
+    if runs:
+        where = "from each run's test data"
+        threat = ", ".join(
+            f"{label}: {_NORM_NAMES.get(r.get('norm'), r.get('norm'))} eps "
+            f"{format_eps(float(r.get('eps', 0.0)))} on {r.get('dataset')}"
+            for label, r in runs.items()
+        )
+    else:
+        where = f"of {settings.get('dataset')}"
+        threat = (
+            f"{_NORM_NAMES.get(settings.get('norm'), settings.get('norm'))} eps "
+            f"{format_eps(float(settings.get('eps', 0.0)))}"
+        )
     parts = [
-        f"{settings.get('examples')} test points of {settings.get('dataset')} drawn with seed "
-        f"{settings.get('seed')}",
-        f"{norm} eps {format_eps(float(eps))}" if eps is not None else None,
+        f"{settings.get('examples')} test points {where} drawn with seed {settings.get('seed')}",
+        threat,
         ", ".join(f"{k}={v}" for k, v in (settings.get("set") or {}).items()) or None,
         f"advkit {settings.get('advkit_version')}, torch {settings.get('torch_version')}",
     ]

@@ -44,7 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "into each run folder. Results made with other settings than the run's defaults (eps, "
         "--examples, --seed, --set, ...) go to analysis-<tag>.json naming what differs; a "
         "re-run of some analyses keeps the others' results. With several runs, also draws "
-        f"them side by side into --out DIR. Analyses: {names}.",
+        f"them side by side into --out DIR. Analyses: {names}. Their options (--set "
+        f"NAME.KEY=VALUE) and defaults: {_options_text()}.",
     )
     parser.add_argument(
         "runs", nargs="+", metavar="RUN", help="run folder(s), or model .safetensors files"
@@ -95,6 +96,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.set_defaults(handler=run)
+
+
+def _options_text() -> str:
+    parts = []
+    for name in ANALYSES.names():
+        options = ANALYSES.meta(name).get("options") or {}
+        listed = ", ".join(f"{key}={value}" for key, value in options.items())
+        parts.append(f"{name}: {listed or 'none'}")
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
