@@ -289,7 +289,7 @@ def write_comparison(
     sets = sets or {}
     first = loaded[0].context
     runs_entry = {
-        run.label: {"run": str(run.folder), "model": run.model, "dataset": run.dataset,
+        run.label: {"run": str(run.folder.resolve()), "model": run.model, "dataset": run.dataset,
                     "eps": run.context.eps, "norm": run.context.norm}
         for run in loaded
     }  # fmt: skip
