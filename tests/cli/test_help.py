@@ -77,7 +77,7 @@ def test_the_full_help_renders_and_lists_defaults(capsys):
     assert "(default: 0.0005)" in out and "40% of updates" in out
 
 
-@pytest.mark.parametrize("command", ["eval", "demo"])
+@pytest.mark.parametrize("command", ["eval", "demo", "analyze"])
 def test_eval_and_demo_options_say_their_default(command):
     for action in subparser(command)._actions:
         if action.option_strings and action.dest != "help" and action.nargs != 0:

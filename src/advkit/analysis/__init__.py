@@ -1,9 +1,11 @@
 """Analyses of what (adversarial) training did to a model: ``advkit analyze RUN [RUN ...]``.
 
 Each analysis is one module registering one function in :data:`ANALYSES`
-(:mod:`advkit.analysis.base`).
+(:mod:`advkit.analysis.base`); :mod:`advkit.analysis.runner` runs them on a run folder and
+:mod:`advkit.analysis.report` writes what they found.
 """
 
-from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
+from advkit.analysis import input_gradients, large_eps, loss_landscape  # noqa: F401 (registration)
+from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult, AnalysisSkipped
 
-__all__ = ["ANALYSES", "AnalysisContext", "AnalysisResult"]
+__all__ = ["ANALYSES", "AnalysisContext", "AnalysisResult", "AnalysisSkipped"]

@@ -5,6 +5,11 @@ the name it has in ``analysis.json``. It reads the model, a fixed seeded sample 
 the run's history from the context, and returns JSON-able numbers, matplotlib figures and a
 Markdown section; the runner writes them. An analysis that can draw several runs side by side
 registers ``compare=`` (``dict[label, AnalysisResult] -> dict[stem, Figure]``).
+
+An analysis that takes ``--set NAME.KEY=VALUE`` options declares them as ``options={key:
+default}``: the runner then refuses unknown keys, converts values to the default's type and
+records the resolved options in analysis.json. One that cannot run on what it was given (no
+history, an architecture it cannot rebuild) raises :class:`AnalysisSkipped` with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advkit.config_values import coerce_value
 from advkit.registry import Registry
 
 
@@ -37,6 +43,7 @@ class AnalysisContext:
         options: ``--set NAME=VALUE`` overrides by analysis-specific name (e.g. ``examples``).
         rebuild: a fresh, untrained copy of the model's architecture (for re-randomization), or
             None when the model cannot be rebuilt (e.g. an exported program).
+        batch_size: images per forward pass; analyses chunk their work to it.
     """
 
     model: nn.Module
@@ -52,17 +59,23 @@ class AnalysisContext:
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     rebuild: Callable[[], nn.Module] | None = None
+    batch_size: int = 512
 
     @property
     def device(self) -> torch.device:
         return self.inputs.device
 
     def option(self, name: str, default: Any) -> Any:
-        """``options[name]`` converted to the type of ``default``, else ``default``."""
+        """``options[name]`` converted to the type of ``default``, else ``default``.
+
+        Strings convert as on the command line (``"no"`` is False, ``"8/255"`` a float);
+        ConfigError naming the option when they cannot."""
         if name not in self.options:
             return default
         value = self.options[name]
-        return type(default)(value) if default is not None else value
+        if default is None:
+            return value
+        return coerce_value(f"option {name}", type(default), value)
 
     def generator(self, purpose: int = 0) -> torch.Generator:
         """A generator on the CPU seeded by (seed, purpose): one stream per use, reproducible."""
@@ -78,10 +91,18 @@ class AnalysisResult:
     summary: dict[str, Any]
     figures: dict[str, Any] = field(default_factory=dict)
     markdown: str = ""
+    #: What ``compare=`` draws runs side by side from (tensors, arrays); never written.
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class AnalysisSkipped(Exception):
+    """Raised by an analysis that cannot run on this model or run; the message says why."""
 
 
 Analysis = Callable[[AnalysisContext], AnalysisResult]
 
 #: name -> analysis. Metadata: ``description`` (one line, for --help and the report) and
-#: optionally ``compare`` (runs side by side) and ``needs_history`` (True: only runs with metrics).
+#: optionally ``compare`` (runs side by side), ``needs_history`` (True: only runs with metrics),
+#: ``needs_rebuild`` (True: only models ``rebuild`` can build), ``options`` ({key: default}) and
+#: ``headline`` (dotted summary keys printed by the CLI; default: the first numbers).
 ANALYSES: Registry[Analysis] = Registry("analysis")
