@@ -5,6 +5,7 @@ RUN_DIR/
   metrics.jsonl          one JSON line per epoch
   checkpoints/last.pt    full training state (torch.load(weights_only=True))
   checkpoints/best.safetensors + best.json   weights selected by validation PGD accuracy
+  checkpoints/init.safetensors   the weights training started from (written once)
   model.safetensors      the final model's weights
   model.json             architecture, normalization, dataset, threat model, method, times
   curves.png             training curves
@@ -34,6 +35,7 @@ RESUMES_FILE = "resumes.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 BEST_WEIGHTS = "best.safetensors"
+INIT_WEIGHTS = "init.safetensors"
 META_FORMAT = "advkit-model/1"
 
 
