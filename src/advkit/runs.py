@@ -212,4 +212,6 @@ def repair_hint(path: str | Path) -> str:
         return f"`advkit train --resume {run}` rewrites it from the checkpoint"
     if path.name.startswith("eval-") and path.suffix == ".json":
         return "delete it, then run the evaluation again"
+    if path.name == INIT_WEIGHTS:
+        return "restore it from a backup, or delete it (analyses then skip re-initialization)"
     return "restore it from a backup, or delete it"

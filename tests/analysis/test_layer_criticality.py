@@ -110,6 +110,25 @@ def test_without_a_rebuild_or_initial_weights_the_variants_say_why(trained_runs,
     assert "Not measured" in result.markdown
 
 
+@pytest.mark.parametrize("how", ["missing", "truncated"])
+def test_initial_weights_missing_or_damaged_skip_the_reinit_saying_why(trained_runs, tmp_path, how):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_runs["pgd"], run)
+    init = run / runs.CHECKPOINT_DIR / runs.INIT_WEIGHTS
+    if how == "missing":
+        init.unlink()
+    else:
+        init.write_bytes(init.read_bytes()[:100])
+    result = ANALYSES.get("layer_criticality")(run_context(run, 16, options={"steps": 1}))
+    why = result.summary["skipped"]["re-initialize"]
+    assert "init.safetensors" in why and "\n" not in why
+    assert ("kept no initial weights" if how == "missing" else "delete it") in why
+    assert all(e["reinit_criticality"] is None for e in result.summary["layers"])
+    assert all(e["criticality"] is not None for e in result.summary["layers"])
+
+
 def test_compare_draws_every_run(trained_runs):
     results = {
         label: ANALYSES.get("layer_criticality")(run_context(run, 32, options={"steps": 1}))

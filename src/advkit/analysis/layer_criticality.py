@@ -164,7 +164,9 @@ def _fresh_weights(ctx: AnalysisContext) -> tuple[dict[str, Tensor] | None, str 
 
 
 def _initial_weights(ctx: AnalysisContext) -> tuple[dict[str, Tensor] | None, str | None]:
-    """The run's initial weights, or None and why there are none."""
+    """The run's initial weights, or None and why there are none (a damaged file is named with
+    what to do, and the other variant still runs)."""
+    from advkit.errors import CorruptFileError
     from advkit.training.checkpoint import load_weights
 
     if ctx.run_dir is None:
@@ -175,7 +177,10 @@ def _initial_weights(ctx: AnalysisContext) -> tuple[dict[str, Tensor] | None, st
             None,
             f"the run kept no initial weights ({path.name}: trained before advkit kept them)",
         )
-    return load_weights(path, ctx.device), None
+    try:
+        return load_weights(path, ctx.device), None
+    except CorruptFileError as error:
+        return None, str(error)
 
 
 def _bars(entries: list[dict[str, Any]]) -> Any:
