@@ -96,6 +96,10 @@ class TrainConfig:
     co_check_every: int = 0
     co_step_factor: float = 0.5
     co_max_rollbacks: int = 3
+    # per-epoch measurements that describe the run and never steer it (resumable)
+    track_train_sample: bool = True  # clean/PGD on val_examples fixed training images
+    track_test_sample: bool = False  # clean/PGD on val_examples fixed test images
+    track_grad_align: bool = False  # GradAlign's cosine on the validation images
     # run
     seed: int = 0
     device: str = "auto"

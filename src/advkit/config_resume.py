@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 #: ``epochs``: the LR schedule is then spread over the new total of updates from the current one
 #: on (see ``Trainer.resume``); fewer epochs than already trained are refused there.
 #: ``co_check_every`` only while the guard merely measures (off/warn): when it rolls back or
-#: stops, its checks steer the run.
+#: stops, its checks steer the run. The ``track_*`` measurements never steer it: epochs before
+#: the change simply lack (or keep) their metrics.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "data_dir", "out", "device", "quiet", "checkpoint_every", "compile",
-     "channels_last", "co_check_every", "dist_backend", "log"}
+     "channels_last", "co_check_every", "dist_backend", "log", "track_train_sample",
+     "track_test_sample", "track_grad_align"}
 )  # fmt: skip
 
 #: What of the run the other fields define, for the message refusing their change on resume.

@@ -5,6 +5,7 @@ RUN_DIR/
   metrics.jsonl          one JSON line per epoch
   checkpoints/last.pt    full training state (torch.load(weights_only=True))
   checkpoints/best.safetensors + best.json   weights selected by validation PGD accuracy
+  checkpoints/init.safetensors   the weights training started from (written once)
   model.safetensors      the final model's weights
   model.json             architecture, normalization, dataset, threat model, method, times
   model_source/FILE.py   a copy of the model's file, for a model given as path/to/FILE.py:factory
@@ -35,6 +36,7 @@ RESUMES_FILE = "resumes.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 BEST_WEIGHTS = "best.safetensors"
+INIT_WEIGHTS = "init.safetensors"
 META_FORMAT = "advkit-model/1"
 
 
@@ -213,4 +215,6 @@ def repair_hint(path: str | Path) -> str:
         return f"`advkit train --resume {run}` rewrites it from the checkpoint"
     if path.name.startswith("eval-") and path.suffix == ".json":
         return "delete it, then run the evaluation again"
+    if path.name == INIT_WEIGHTS:
+        return "restore it from a backup, or delete it (analyses then skip re-initialization)"
     return "restore it from a backup, or delete it"

@@ -90,6 +90,8 @@ def test_every_kind_of_run_file_is_covered(trained) -> None:
     """A new kind of file in the run folder needs a row in READERS (or a test of its own)."""
     kinds = {p.relative_to(trained).as_posix() for p in trained.rglob("*") if p.is_file()}
     covered = {name for name, _ in READERS} | {runs.METRICS_FILE, "checkpoints/best.json"}
+    # Read by the layer_criticality analysis: tests/analysis/test_layer_criticality.py.
+    covered |= {f"{runs.CHECKPOINT_DIR}/{runs.INIT_WEIGHTS}"}
     assert kinds - covered <= {"curves.png"}, kinds - covered
 
 

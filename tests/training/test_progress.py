@@ -53,7 +53,7 @@ def test_the_trainer_logs_the_readable_line_and_keeps_full_precision(
     assert len(lines) == 1
     assert re.fullmatch(
         r"epoch 1/1  loss \d+\.\d{3}  acc \d+\.\d%  val clean \d+\.\d%  PGD \d+\.\d%  "
-        r"lr \S+  \d+\.\d+ s",
+        r"train sample PGD \d+\.\d%  lr \S+  \d+\.\d+ s",
         lines[0],
     ), lines[0]
     (saved,) = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

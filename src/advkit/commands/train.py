@@ -160,6 +160,23 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "guard: rollbacks allowed before a further collapse stops training (count)",
         {},
     ),
+    "track_train_sample": (
+        "each epoch, clean and PGD accuracy and loss on a fixed sample of --val-examples "
+        "training images (unaugmented; the validation attack): the robust generalization gap "
+        "that advkit analyze --only overfitting draws; costs about one more validation",
+        {"bool": True},
+    ),
+    "track_test_sample": (
+        "each epoch, the same on a fixed sample of --val-examples test images, for curves only "
+        "(never for model selection); costs about one more validation",
+        {"bool": True},
+    ),
+    "track_grad_align": (
+        "each epoch, GradAlign's input-gradient cosine on the validation images "
+        "(val_grad_align in metrics.jsonl and curves.png): catastrophic overfitting shows as "
+        "it falling; costs two input gradients per validation image",
+        {"bool": True},
+    ),
     "seed": ("random seed (data order, init, attacks)", {}),
     "device": ("auto, cpu, cuda or cuda:N", {}),
     "compile": (

@@ -7,7 +7,9 @@ eta uniform in the eps-ball. The regularizer keeps the loss locally linear, whic
 catastrophic overfitting of plain FGSM training at large eps. Both input gradients keep their
 graph (double backprop), so the regularizer is differentiated exactly as written in the paper;
 the authors' code detaches the gradient at x, which saves one double backward. Samples whose
-gradient is zero are left out of the mean, as in that code. Pixel units, inputs in [0, 1].
+gradient is zero are left out of the mean, as in that code (the cosine is
+:func:`advkit.alignment.gradient_cosines`, shared with the measurements). Pixel units, inputs in
+[0, 1].
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from advkit.attacks.losses import cross_entropy
+from advkit.alignment import gradient_cosines, input_gradient
 from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 from advkit.threat import get_threat
 
@@ -61,7 +63,9 @@ class GradAlignTraining(Method):
             )
         # Gradient passes use the unwrapped model in its current (train) mode, as in the paper's
         # code; their weight gradients reach the parameters through the one backward below.
-        grad_x = _input_grad(ctx.attack_model, inputs, torch.zeros_like(inputs), labels, regularize)
+        grad_x = input_gradient(
+            ctx.attack_model, inputs, torch.zeros_like(inputs), labels, regularize
+        )
         with torch.no_grad():
             delta = threat.ascent(torch.zeros_like(inputs), grad_x, step_size)
             delta = threat.project(delta, inputs, ctx.eps)
@@ -70,7 +74,7 @@ class GradAlignTraining(Method):
         metrics: dict[str, Tensor] = {}
         if regularize:
             eta = threat.random_init(inputs, ctx.eps, ctx.noise)
-            grad_eta = _input_grad(ctx.attack_model, inputs, eta, labels, create_graph=True)
+            grad_eta = input_gradient(ctx.attack_model, inputs, eta, labels, create_graph=True)
             misalignment, mean_cos = _misalignment(grad_x, grad_eta)
             regularizer = self.grad_align_lambda * misalignment
             loss = loss + regularizer
@@ -79,23 +83,9 @@ class GradAlignTraining(Method):
         return StepOutput(loss=loss.detach(), logits=logits.detach(), metrics=metrics)
 
 
-def _input_grad(
-    model: nn.Module, inputs: Tensor, delta: Tensor, labels: Tensor, create_graph: bool
-) -> Tensor:
-    """Gradient of the summed CE with respect to the input at ``inputs + delta``."""
-    delta = delta.detach().requires_grad_(True)
-    # Summed, not averaged: each sample's gradient does not shrink with the batch size.
-    loss = cross_entropy(model(inputs + delta), labels).sum()
-    (grad,) = torch.autograd.grad(loss, delta, create_graph=create_graph)
-    return grad
-
-
 def _misalignment(grad_a: Tensor, grad_b: Tensor) -> tuple[Tensor, Tensor]:
     """Mean of 1 - cos and mean cos over the samples where both gradients are nonzero."""
-    a, b = grad_a.flatten(1).float(), grad_b.flatten(1).float()
-    sq_a, sq_b = a.square().sum(1), b.square().sum(1)
-    valid = ((sq_a > 0) & (sq_b > 0)).float()
-    tiny = torch.finfo(a.dtype).tiny  # clamp, not add: exact cosines, finite double backward
-    cos = (a * b).sum(1) * sq_a.clamp_min(tiny).rsqrt() * sq_b.clamp_min(tiny).rsqrt()
+    cos, valid = gradient_cosines(grad_a, grad_b)
+    valid = valid.float()
     count = valid.sum().clamp_min(1.0)  # a tensor: no host sync
     return ((1 - cos) * valid).sum() / count, (cos * valid).sum() / count

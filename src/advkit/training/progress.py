@@ -72,12 +72,17 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
         f"loss {record['train_loss']:.3f}",
         f"acc {_percent(record['train_acc'])}",
     ]
-    extra = [k for k in record if k.startswith("train_") and k not in _TRAIN_KEYS]
+    extra = [k for k in record if k.startswith("train_") and k not in _TRAIN_KEYS
+             and not k.startswith("train_sample_")]  # fmt: skip
     parts += [f"{k.removeprefix('train_')} {record[k]:.3g}" for k in extra]
     if "val_clean" in record:
         parts.append(f"val clean {_percent(record['val_clean'])}")
     if "val_pgd" in record:
         parts.append(f"PGD {_percent(record['val_pgd'])}")
+    if "train_sample_pgd" in record:
+        parts.append(f"train sample PGD {_percent(record['train_sample_pgd'])}")
+    if "val_grad_align" in record:
+        parts.append(f"grad align {record['val_grad_align']:.3f}")
     if "co_pgd" in record:
         guard = f"guard FGSM {_percent(record['co_fgsm'])} PGD {_percent(record['co_pgd'])}"
         parts.append(guard + (" COLLAPSED" if record.get("co_collapsed") else ""))

@@ -63,6 +63,14 @@ class RunWriter:
             if source is not None:
                 source.save(self.run_dir)
 
+    def initial(self, weights: dict[str, Tensor]) -> None:
+        """checkpoints/init.safetensors, the weights training starts from, written once: a
+        resumed run keeps the first (layer-criticality's re-initialization reads them)."""
+        if self.enabled:
+            path = self.run_dir / runs.CHECKPOINT_DIR / runs.INIT_WEIGHTS
+            if not path.is_file():
+                save_weights(weights, path)
+
     def history(self, records: list[dict[str, Any]]) -> None:
         """metrics.jsonl rewritten whole (atomically): after a resume it matches the checkpoint."""
         if not self.enabled:

@@ -6,9 +6,10 @@ bookkeeping around it: LR schedule, eps warm-up, EMA, per-epoch validation, mode
 catastrophic-overfitting guard, checkpoints that survive a kill. Its parts live beside it:
 ``batches`` (the worker's slices), ``totals`` (train metrics), ``run_writer`` (the folder),
 ``selection`` (best epoch), ``guard`` (checks and rollbacks), ``trainer_state`` and
-``rank_state`` (the checkpoint), ``epoch_cost`` (seconds and communication), ``run`` (the
-``train`` entry point). Distribution goes through ``advkit.distributed``: ``World`` (one process
-is the world of size 1) and the gradient exchange ``attach_communication``.
+``rank_state`` (the checkpoint), ``epoch_cost`` (seconds and communication), ``tracking`` (the
+measurements that only describe the run), ``run`` (the ``train`` entry point). Distribution
+goes through ``advkit.distributed``: ``World`` (one process is the world of size 1) and the
+gradient exchange ``attach_communication``.
 
     >>> from advkit.config import TrainConfig
     >>> result = train(TrainConfig(epochs=1, subset=1000), run_dir=Path("runs/quick"))
@@ -55,8 +56,9 @@ from advkit.training.schedules import build_scheduler
 from advkit.training.selection import BestModel
 from advkit.training.signals import stop_on_signals
 from advkit.training.totals import EpochTotals
+from advkit.training.tracking import EpochTracking
 from advkit.training.trainer_state import CHECKPOINT_FORMAT, capture, restore
-from advkit.training.validation import robust_accuracy
+from advkit.training.validation import clean_and_pgd
 
 log = logging.getLogger("advkit.train")
 
@@ -126,6 +128,10 @@ class Trainer:
             torch.arange(min(config.val_examples, len(self.data.val)))
         ).to(self.device)
         self.augment = config.augment or self.data.augment
+        self.tracking = EpochTracking(
+            config, train=self.train_data, val=self.val_data, test=self.data.test,
+            world=self.world,
+        )  # fmt: skip
 
         channels = len(self.data.mean)
         self.model_source = model_source(config.model, self.run_dir, resuming=resuming)
@@ -271,6 +277,8 @@ class Trainer:
         """Train until ``epochs`` passes are done; returns the selected model and history."""
         with self.hold_run_dir():
             self.writer.start(self.config, self.model_source)
+            if self.global_step == 0:  # a fresh run: the weights it starts from, kept on resume
+                self.writer.initial(self.model.state_dict())
             with stop_on_signals(self.request_stop):
                 while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
                     self._train_epoch()
@@ -367,15 +375,16 @@ class Trainer:
         return self.model
 
     def _validate(self, model: nn.Module) -> dict[str, float]:
-        """Clean and PGD-``val_steps`` accuracy on the validation split (at the full eps)."""
+        """Clean and PGD-``val_steps`` accuracy and mean loss on the validation split (at the
+        full eps): val_clean, val_pgd, val_clean_loss, val_pgd_loss."""
         if len(self.val_data) == 0:
             return {}
-        clean, robust = robust_accuracy(
+        measured = clean_and_pgd(
             model, self.val_data, eps=self.config.eps, norm=self.config.norm,
             steps=self.config.val_steps, batch_size=max(self.config.batch_size, 256),
             world=self.world,
         )  # fmt: skip
-        return {"val_clean": clean, "val_pgd": robust}
+        return {f"val_{key}": value for key, value in measured.items()}
 
     def _guard_check(self, model: nn.Module | None = None) -> dict[str, Any]:
         """The guard's check of ``model`` (default: the measured weights as they stand now)."""
@@ -399,6 +408,7 @@ class Trainer:
         self.cost = EpochCost()
         model = self._eval_model()
         record |= self._validate(model)
+        record |= self.tracking.measure(model)
         record |= self._guard_check(model)
         if not math.isfinite(record["train_loss"]):  # the same on every worker (all-reduced)
             record["diverged"] = True

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from advkit.attacks import pgd
+from advkit.attacks.losses import cross_entropy
 from advkit.data import TensorData, num_batches
 from advkit.distributed import World
 
@@ -25,8 +26,11 @@ def accuracies(
     attacks: Mapping[str, Attack],
     batch_size: int = 256,
     world: World | None = None,
+    *,
+    losses: bool = False,
 ) -> dict[str, float]:
-    """Accuracy on ``data`` clean (key "clean") and on each attack's adversarial inputs.
+    """Accuracy on ``data`` clean (key "clean") and on each attack's adversarial inputs; with
+    ``losses`` also their mean cross-entropy (keys "clean_loss", "<attack>_loss").
 
     The model is evaluated in eval mode and its mode restored; counts stay on the device until
     the end. Attacks run in the mapping's order on each batch. Their random draws come from a
@@ -39,6 +43,7 @@ def accuracies(
     world = world or World()
     device = data.images.device
     hits = torch.zeros(1 + len(attacks), dtype=torch.long, device=device)
+    loss_sums = torch.zeros(1 + len(attacks), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
     fork_devices = [device] if device.type == "cuda" else []
@@ -52,12 +57,39 @@ def accuracies(
                 batches = [inputs] + [attack(model, inputs, labels) for attack in attacks.values()]
                 with torch.no_grad():
                     for i, batch in enumerate(batches):
-                        hits[i] += (model(batch).argmax(1) == labels).sum()
+                        logits = model(batch)
+                        hits[i] += (logits.argmax(1) == labels).sum()
+                        if losses:
+                            loss_sums[i] += cross_entropy(logits, labels).double().sum()
     finally:
         model.train(was_training)
+    names = ["clean", *attacks]
     counts = world.all_reduce_sum(hits).tolist()
     n = max(len(data), 1)
-    return {name: count / n for name, count in zip(["clean", *attacks], counts, strict=True)}
+    result = {name: count / n for name, count in zip(names, counts, strict=True)}
+    if losses:
+        sums = world.all_reduce_sum(loss_sums).tolist()
+        result |= {f"{name}_loss": total / n for name, total in zip(names, sums, strict=True)}
+    return result
+
+
+def clean_and_pgd(
+    model: nn.Module,
+    data: TensorData,
+    *,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 10,
+    batch_size: int = 256,
+    world: World | None = None,
+) -> dict[str, float]:
+    """Accuracy and mean CE, clean and under PGD-``steps`` (step 2.5 * eps / steps): keys
+    clean, pgd, clean_loss, pgd_loss (at eps 0, PGD is the clean input). Model in eval mode."""
+    attacks = {"pgd": partial(pgd, eps=eps, norm=norm, steps=steps)} if eps > 0 else {}
+    result = accuracies(model, data, attacks, batch_size, world, losses=True)
+    if eps <= 0:
+        result |= {"pgd": result["clean"], "pgd_loss": result["clean_loss"]}
+    return result
 
 
 def robust_accuracy(
