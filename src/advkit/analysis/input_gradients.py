@@ -7,10 +7,13 @@ Between Adversarial Robustness and Saliency Map Interpretability" (ICML 2019, ar
 
 The gradient is that of the cross-entropy of the true label at the test point. Drawn as in
 Tsipras et al.: per image, clipped to +-3 standard deviations and rescaled to [0, 1] (grey is 0).
-The number that stands for "looks like the object" is ``image_correlation``: per test point, the
-Pearson correlation between the gradient's magnitude |grad| (summed over channels) and the image
-(mean over channels), averaged over the test points. Beside it, ``alignment`` is Etmann et al.'s
-measure |<x, grad>| / (||x|| ||grad||) (a cosine), also averaged.
+The number that stands for "looks like the object" is ``alignment``, Etmann et al.'s measure
+|<x, grad>| / (||x|| ||grad||) (a cosine), averaged over the test points. Beside it,
+``image_correlation`` is the Pearson correlation between the gradient's magnitude |grad| (summed
+over channels) and the image (mean over channels): it only says where the gradient is large, and
+on Fashion-MNIST it does not separate the models (a natural cnn-small trained 10 epochs: 0.07 to
+0.17 over two seeds, PGD-AT 3 epochs: 0.07 to 0.13), while alignment does (0.05-0.07 against
+0.18-0.22).
 """
 
 from __future__ import annotations
@@ -89,12 +92,12 @@ def analyze_input_gradients(ctx: AnalysisContext) -> AnalysisResult:
     if shown:
         figures["grid"] = gradient_figure([("image", images), ("gradient", shown_grads)], labels)
     markdown = (
-        f"Input gradients of the cross-entropy at {len(ctx.inputs)} test points: correlation "
-        f"between |grad| and the image {summary['image_correlation']:.3f} "
-        f"(std {summary['image_correlation_std']:.3f} over the points), alignment "
-        f"|<x, grad>| / (||x|| ||grad||) {summary['alignment']:.3f}. Robust models' gradients "
-        "look like the object (higher correlation), natural models' like noise. Gradients drawn "
-        "clipped to +-3 std per image, grey at 0."
+        f"Input gradients of the cross-entropy at {len(ctx.inputs)} test points: alignment "
+        f"|<x, grad>| / (||x|| ||grad||) {summary['alignment']:.3f}, correlation between "
+        f"|grad| and the image {summary['image_correlation']:.3f} "
+        f"(std {summary['image_correlation_std']:.3f} over the points). Robust models' "
+        "gradients look like the object (higher alignment), natural models' like noise. "
+        "Gradients drawn clipped to +-3 std per image, grey at 0."
     )
     data = {"images": images, "grads": shown_grads, "labels": labels}
     return AnalysisResult(summary, figures, markdown, data)
@@ -144,5 +147,5 @@ ANALYSES.register(
     "(object-like for robust models, noise-like for natural ones)",
     options=OPTIONS,
     compare=compare_gradients,
-    headline=("image_correlation", "alignment"),
+    headline=("alignment", "image_correlation"),
 )(analyze_input_gradients)
