@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Fashion-MNIST (eps = 0.1) results table of BENCHMARKS.md: train each method on the same
 # model and data, then evaluate each run with the paper and autoattack suites on the first
-# N_EVAL test images. Usage: benchmarks/fmnist_table.sh OUT_DIR [method ...]
+# N_EVAL test images (SKIP_EVAL=1: train only). Usage: benchmarks/fmnist_table.sh OUT_DIR [method ...]
 # Runs on one thread (OMP_NUM_THREADS=1) so that timings are stable on a shared 2-core machine.
 set -euo pipefail
 out=${1:?usage: fmnist_table.sh OUT_DIR [name ...]}
@@ -30,6 +30,7 @@ for name in "${names[@]}"; do
     # shellcheck disable=SC2086
     $advkit train "${common[@]}" ${recipes[$name]} ${EXTRA:-} --out "$run"
   fi
+  [ -z "${SKIP_EVAL:-}" ] || continue
   $advkit eval "$run" --suite paper --n-examples "$n_eval" --quiet --eps 0.1
   $advkit eval "$run" --suite autoattack --n-examples "$n_eval" --quiet --eps 0.1
 done

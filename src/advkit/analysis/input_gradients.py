@@ -143,7 +143,7 @@ def _round(value: float, digits: int = 4) -> float:
 
 ANALYSES.register(
     NAME,
-    description="input gradients beside the images, and their correlation with the image "
+    description="input gradients beside the images, and their alignment with the image "
     "(object-like for robust models, noise-like for natural ones)",
     options=OPTIONS,
     compare=compare_gradients,
