@@ -12,8 +12,8 @@ import torch
 import advkit
 from advkit import runs
 from advkit.analysis import AnalysisContext
+from advkit.analysis.runner import rebuilder
 from advkit.data import TensorData, load_dataset
-from advkit.models import create_model
 
 
 @functools.cache
@@ -34,18 +34,12 @@ def run_context(path: Path, examples: int = 300, seed: int = 0, **changes: Any) 
     order = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))
     sample = test.take(order[:examples].sort().values)
 
-    def rebuild() -> torch.nn.Module:
-        return create_model(
-            meta["architecture"], num_classes=meta["num_classes"], mean=meta["mean"],
-            std=meta["std"], **meta.get("model_kwargs", {}),
-        )  # fmt: skip
-
     values: dict[str, Any] = {
         "model": advkit.load_model(path), "inputs": sample.inputs(slice(None)),
         "labels": sample.labels, "eps": meta["threat"]["eps"], "norm": meta["threat"]["norm"],
         "num_classes": meta["num_classes"], "class_names": meta.get("class_names"),
         "history": history(path), "meta": meta, "run_dir": Path(path), "seed": seed,
-        "rebuild": rebuild,
+        "rebuild": rebuilder(meta, torch.device("cpu"), seed),
     }  # fmt: skip
     values.update(changes)
     return AnalysisContext(**values)

@@ -45,6 +45,17 @@ def test_a_layer_reset_to_its_own_weights_has_criticality_exactly_zero(trained_r
         assert score == {"criticality": 0.0, "accuracy_drop": 0.0, "robust_accuracy_drop": 0.0}
 
 
+def test_re_randomization_is_not_the_runs_own_initialization(trained_runs):
+    """The fixture trained with seed 0 and is analyzed with seed 0: a fresh copy seeded like the
+    run would be its initial weights, and both variants would give the same numbers."""
+    ctx = run_context(trained_runs["pgd"], examples=32, options={"steps": 0})
+    fresh = ctx.rebuild().state_dict()
+    initial = load_file(trained_runs["pgd"] / "checkpoints" / "init.safetensors")
+    assert not any(torch.equal(fresh[name], initial[name]) for name in initial if "weight" in name)
+    layers = ANALYSES.get("layer_criticality")(ctx).summary["layers"]
+    assert all(layer["criticality"] != layer["reinit_criticality"] for layer in layers)
+
+
 def _check_each_layer_scored_alone_and_model_restored(ctx) -> None:
     """Every layer's score equals the score of an untouched copy with only that layer reset, and
     the model ends with its own weights: what a restore from a shallow copy breaks."""

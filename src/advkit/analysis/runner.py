@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -190,11 +191,20 @@ def sample_indices(total: int, examples: int, seed: int) -> torch.Tensor:
     return torch.randperm(total, generator=generator)[: min(examples, total)]
 
 
+#: Mixed into the analysis seed for fresh initializations (see :func:`rebuilder`).
+FRESH_INIT_KEY = 0x5EED_F2E5
+
+
 def rebuilder(
     meta: Mapping[str, Any], device: torch.device, seed: int
 ) -> Callable[[], nn.Module] | None:
     """A function building a fresh, untrained model of the run's architecture (initialized from
-    ``seed``, the global RNG untouched), or None for a model advkit cannot build by name."""
+    ``seed``, the global RNG untouched), or None for a model advkit cannot build by name.
+
+    The initialization is drawn from a seed mixed out of ``seed`` (never ``seed`` itself):
+    training seeds torch with its own seed before building the model, so with equal seeds a
+    "fresh" copy would be the run's own initial weights, and re-randomization would silently
+    measure re-initialization."""
     from advkit.models import MODELS, create_model
     from advkit.models.exported import is_in_process
 
@@ -202,9 +212,11 @@ def rebuilder(
     if is_in_process(name) or name not in MODELS:
         return None
 
+    fresh_seed = int(np.random.SeedSequence((seed, FRESH_INIT_KEY)).generate_state(1)[0])
+
     def rebuild() -> nn.Module:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(fresh_seed)
             model = create_model(
                 name, num_classes=meta["num_classes"], mean=meta["mean"], std=meta["std"],
                 **meta.get("model_kwargs", {}),
