@@ -52,6 +52,14 @@ def crop_flip(inputs: Tensor, noise: Noise = GLOBAL_NOISE, padding: int = CROP_P
     return padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def unit_float(images: Tensor) -> Tensor:
+    """Stored images as float32 in [0, 1]: uint8 ones divided by 255, float ones as they are.
+    The one conversion of every path from stored images to a model's inputs."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255)
+    return images.to(torch.float32)
+
+
 def augment_batch(inputs: Tensor, kind: str, noise: Noise = GLOBAL_NOISE) -> Tensor:
     """Apply the augmentation registered as ``kind`` ("none" or "crop-flip") to a float batch."""
     return AUGMENTATIONS.get(kind)(inputs, noise)
