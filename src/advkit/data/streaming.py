@@ -66,6 +66,11 @@ class ImageFiles(Dataset):
         path, label = self.items[i]
         return decode_image(path, self.mode, self.size), label
 
+    def read_into(self, out: np.ndarray, indices: Sequence[int]) -> None:
+        """Decode the items at ``indices`` into ``out`` (len(indices), C, H, W), uint8."""
+        for k, i in enumerate(indices):
+            out[k] = decode_image(self.items[i][0], self.mode, self.size)
+
     def identity(self, indices: Tensor) -> str:
         """A checksum of the files at ``indices`` in order: their names under the folder's root
         (so a moved folder is the same data), byte sizes and labels; no pixels."""
@@ -160,12 +165,15 @@ class _Items(Dataset):
         return self.item(i), self.labels[i]
 
     def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor] | _Failed:
+        images = torch.empty((len(indices), *self.image_shape), dtype=self.dtype)
         try:
-            images = torch.stack([self.item(i) for i in indices]) if indices else None
+            if isinstance(self.dataset, ImageFiles):  # decoded straight into the batch
+                self.dataset.read_into(images.numpy(), indices)
+            else:
+                for k, i in enumerate(indices):
+                    images[k] = self.item(i)
         except DataError as error:
             return _Failed(str(error))
-        if images is None:
-            images = torch.empty((0, *self.image_shape), dtype=self.dtype)
         return images, self.labels[torch.as_tensor(indices, dtype=torch.long)]
 
 
