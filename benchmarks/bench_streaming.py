@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
     parser.add_argument("--subset", type=int, help="training images in the folder (default all)")
-    parser.add_argument("--train-images", type=int, default=5120, help="per epoch")
+    parser.add_argument("--train-images", type=int, default=2560, help="per epoch")
     parser.add_argument("--val-size", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=8)
@@ -103,6 +103,7 @@ def main() -> None:
         trainers[name] = build(folder, args, path, int(workers or 0))
         timed_epoch(trainers[name])  # warm-up: the workers start, kernels warm
         setup[name] = time.perf_counter() - started
+        print(f"# {name}: set-up and warm-up epoch {setup[name]:.1f} s", flush=True)
     epochs: dict[str, list[float]] = {name: [] for name in names}
     loader: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
@@ -110,6 +111,8 @@ def main() -> None:
         for name in order:
             epochs[name].append(timed_epoch(trainers[name]))
             loader[name].append(loader_epoch(trainers[name], epoch=1000 + r))
+        shown = " ".join(f"{n}={epochs[n][-1]:.2f}" for n in names)
+        print(f"# round {r + 1}: epoch s {shown}", flush=True)
     for trainer in trainers.values():
         trainer.feed.close()
 
