@@ -9,8 +9,10 @@ the configurations rotating each round so that drifting machine load hits all al
 is timed as the trainer runs it (``Trainer._train_epoch``: the batches, the PGD-7 steps, the
 weight updates), over ``--train-images`` images. Reported: the median epoch, images per second,
 the streamed/in-memory ratio of each round (median and range: each ratio compares epochs
-seconds apart), the loader alone (one epoch of batches, decoded, converted and augmented,
-without training), the set-up (listing, headers, statistics pass, workers' start).
+seconds apart), the CPU seconds of an epoch summed over the training process and its data
+workers (less disturbed by other processes on a shared machine than the wall clock), the loader
+alone (one epoch of batches, decoded, converted and augmented, without training), the set-up
+(listing, headers, statistics pass, workers' start).
 
     .venv/bin/python benchmarks/bench_streaming.py                       # defaults below
     .venv/bin/python benchmarks/bench_streaming.py --subset 6000 --rounds 3   # short
@@ -67,12 +69,25 @@ def build(folder: Path, args: argparse.Namespace, path: str, workers: int) -> Tr
     return Trainer(config)
 
 
-def timed_epoch(trainer: Trainer) -> float:
-    started = time.perf_counter()
+def cpu_seconds(trainer: Trainer) -> float:
+    """CPU seconds so far of this process and of the trainer's data workers (from /proc)."""
+    total = time.process_time()
+    reader = trainer.feed.reader
+    iterator = getattr(reader._loader, "_iterator", None) if reader is not None else None
+    for worker in getattr(iterator, "_workers", []):
+        with open(f"/proc/{worker.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def timed_epoch(trainer: Trainer) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (training process and data workers) of one epoch."""
+    cpu, started = cpu_seconds(trainer), time.perf_counter()
     trainer._train_epoch()
     seconds = time.perf_counter() - started
     trainer.epoch, trainer.batch = trainer.epoch + 1, 0
-    return seconds
+    return seconds, cpu_seconds(trainer) - cpu
 
 
 def loader_epoch(trainer: Trainer, epoch: int) -> float:
@@ -105,14 +120,17 @@ def main() -> None:
         setup[name] = time.perf_counter() - started
         print(f"# {name}: set-up and warm-up epoch {setup[name]:.1f} s", flush=True)
     epochs: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     loader: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            epochs[name].append(timed_epoch(trainers[name]))
+            wall, used = timed_epoch(trainers[name])
+            epochs[name].append(wall)
+            cpu[name].append(used)
             loader[name].append(loader_epoch(trainers[name], epoch=1000 + r))
-        shown = " ".join(f"{n}={epochs[n][-1]:.2f}" for n in names)
-        print(f"# round {r + 1}: epoch s {shown}", flush=True)
+        shown = " ".join(f"{n}={epochs[n][-1]:.2f}/{cpu[n][-1]:.2f}" for n in names)
+        print(f"# round {r + 1}: epoch s (wall/cpu) {shown}", flush=True)
     for trainer in trainers.values():
         trainer.feed.close()
 
@@ -121,18 +139,20 @@ def main() -> None:
           f"{os.cpu_count()} cores, {torch.get_num_threads()} threads; PGD-7 (eps 0.1) on "
           f"cnn-small, batch {args.batch_size}, {images} images per epoch of {folder}; "
           f"{args.rounds} interleaved rounds after a warm-up epoch")  # fmt: skip
-    print("| path | data workers | epoch s (median) | images/s | x in-memory (median per round, "
-          "range) | loader alone, images/s | set-up + first epoch s |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
-    base = epochs["memory"]
+    print("| path | data workers | epoch s (median) | images/s | x in-memory, wall (median per "
+          "round, range) | CPU s per epoch (all processes) | x in-memory, CPU | loader alone, "
+          "images/s | set-up + first epoch s |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     best = {}
     for name in names:
         median = statistics.median(epochs[name])
-        ratios = [a / b for a, b in zip(epochs[name], base, strict=True)]
+        ratios = [a / b for a, b in zip(epochs[name], epochs["memory"], strict=True)]
+        used = statistics.median(cpu[name])
         path, _, workers = name.partition("-")
         best[name] = median
         print(f"| {path} | {workers or '-'} | {median:.2f} | {images / median:.0f} | "
               f"{statistics.median(ratios):.3f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+              f"{used:.2f} | {used / statistics.median(cpu['memory']):.3f} | "
               f"{images / statistics.median(loader[name]):.0f} | {setup[name]:.1f} |")  # fmt: skip
     streamed = {n: t for n, t in best.items() if n != "memory"}
     fastest = min(streamed.values())
