@@ -106,7 +106,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--threads", type=int, help="torch threads of training (default torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     folder = write_folder(args.folder, args.subset)
 
     names = ["memory"] + [f"stream-{w}" for w in args.workers]
