@@ -295,6 +295,15 @@ def test_a_dataset_changing_its_labels_or_without_len_is_refused():
     with pytest.raises(DataError, match="labels must be integers"):
         StreamingData.from_dataset(Items(_pixels), labels=[0.5] * 24)
 
+    class Named(Items):
+        def __getitem__(self, i: int):
+            return _pixels(i), "ant"
+
+    with pytest.raises(DataError, match="item 0 of Named has label 'ant'; labels must be ints"):
+        StreamingData.from_dataset(Named(_pixels), labels=[0] * 24).take(torch.arange(2))
+    with pytest.raises(DataError, match="Named: labels must be integers, got <U3"):
+        StreamingData.from_dataset(Named(_pixels))
+
 
 def test_a_corrupt_image_met_while_streaming_names_the_file(tmp_path, no_env):
     root = write_image_folder(tmp_path, 12, 2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,9 +155,13 @@ class _Items(Dataset):
                 f"{where} is a {image.dtype} {tuple(image.shape)} image but the others are "
                 f"{self.dtype} {self.image_shape}; every image must share one shape and dtype"
             )
-        if int(label) != int(self.labels[i]):
+        try:
+            label = int(label)
+        except (TypeError, ValueError):
+            raise DataError(f"{where} has label {label!r}; labels must be ints") from None
+        if label != int(self.labels[i]):
             raise DataError(
-                f"{where} has label {int(label)} but {int(self.labels[i])} was read before: the "
+                f"{where} has label {label} but {int(self.labels[i])} was read before: the "
                 "dataset must return the same item for an index every time"
             )
         return image
@@ -195,12 +200,11 @@ class _Plan(Sampler[list[int]]):
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
-    """Fork where there is fork (DataLoader's own default on Linux): workers start in
-    milliseconds and inherit the source (a folder's listing of a million files) instead of
-    unpickling it, even in a process that was itself spawned (the default would then be spawn,
-    seconds a worker)."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else None)
+    """Fork on Linux (DataLoader's own default there): workers start in milliseconds and inherit
+    the source (a folder's listing of a million files) instead of unpickling it, even in a
+    process that was itself spawned (whose default would then be spawn, seconds a worker).
+    Elsewhere the platform's default (macOS: spawn; fork is unsafe there)."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
 
 
 class BatchReader:
@@ -296,7 +300,7 @@ class StreamingData:
         if labels is None and _int_targets(getattr(dataset, "targets", None), count):
             labels = dataset.targets
         if labels is None:
-            labels = [int(dataset[i][1]) for i in range(count)]
+            labels = [dataset[i][1] for i in range(count)]
         labels = _label_tensor(labels, count, name)
         image = _as_image(dataset[0][0], f"item 0 of {name}")
         items = _Items(dataset, labels, tuple(image.shape), image.dtype, name)
@@ -360,12 +364,12 @@ def _int_targets(targets: Any, count: int) -> bool:
 
 
 def _label_tensor(labels: Any, count: int, name: str) -> Tensor:
-    values = torch.as_tensor(np.asarray(labels))
-    if values.dim() != 1 or len(values) != count:
-        raise DataError(f"{name}: {count} items but labels of shape {tuple(values.shape)}")
-    if values.is_floating_point() or values.dtype == torch.bool:
-        raise DataError(f"{name}: labels must be integers, got {values.dtype}")
-    values = values.to(torch.long)
+    array = np.asarray(labels)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DataError(f"{name}: labels must be integers, got {array.dtype}")
+    if array.ndim != 1 or len(array) != count:
+        raise DataError(f"{name}: {count} items but labels of shape {array.shape}")
+    values = torch.as_tensor(array.astype(np.int64))
     if len(values) and int(values.min()) < 0:
         raise DataError(f"{name}: label {int(values.min())} is negative; labels are 0..classes-1")
     return values
