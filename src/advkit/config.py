@@ -37,7 +37,11 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "grad_compression": COMPRESSIONS,
     "augment": (None, "none", "crop-flip"),
     "dist_backend": ("auto", "gloo", "nccl"),
+    "data_loading": ("auto", "memory", "stream"),
 }
+
+#: Optional fields whose unset value is chosen at run time: "auto" reads as unset (None).
+AUTO_FIELDS = frozenset({"data_workers"})
 
 
 @dataclass
@@ -50,6 +54,8 @@ class TrainConfig:
     val_size: int = 5000
     subset: int | None = None
     augment: str | None = None  # None: the dataset's default ("none" or "crop-flip")
+    data_loading: str = "auto"  # memory, stream, or auto: stream what exceeds the memory budget
+    data_workers: int | None = None  # decoding processes; None: auto (data.loading_path)
     # model
     model: str = "cnn-small"  # a registered name, path/to/file.py:FACTORY or pkg.module:FACTORY
     model_args: dict[str, Any] | None = None  # keyword arguments of the model's factory
@@ -148,6 +154,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum must be in [0, 1), e.g. 0.9, got {self.momentum}")
+        if self.data_workers is not None and self.data_workers < 0:
+            raise ConfigError(f"data_workers must be >= 0 processes, got {self.data_workers}")
         if self.subset is not None and self.subset < 1:
             raise ConfigError(f"subset must be >= 1 images, got {self.subset}")
         if not 0 <= self.label_smoothing < 1:
@@ -234,6 +242,8 @@ def coerce_field(name: str, value: Any) -> Any:
     Numbers accept ``8/255``; integers accept whole floats (``2.0``) but never booleans, and
     must fit in 64 bits; booleans accept true/false, yes/no, on/off, 1/0."""
     hints = _field_types()
+    if name in AUTO_FIELDS and isinstance(value, str) and value.strip().lower() == "auto":
+        return None
     if name not in hints:
         known = ", ".join(f.name for f in fields(TrainConfig))
         raise ConfigError(f"unknown config key {name!r}; known keys: {known}")

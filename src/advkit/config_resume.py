@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from advkit.config import TrainConfig
 
 #: Fields a resumed run may change: where, how and how long it runs, never what it trains.
+#: ``data_loading``/``data_workers``: both paths give the same batches (``training.data_feed``).
 #: ``epochs``: the LR schedule is then spread over the new total of updates from the current one
 #: on (see ``Trainer.resume``); fewer epochs than already trained are refused there.
 #: ``co_check_every`` only while the guard merely measures (off/warn): when it rolls back or
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "data_dir", "out", "device", "quiet", "checkpoint_every", "compile",
      "channels_last", "co_check_every", "dist_backend", "log", "track_train_sample",
-     "track_test_sample", "track_grad_align"}
+     "track_test_sample", "track_grad_align", "data_loading", "data_workers"}
 )  # fmt: skip
 
 #: What of the run the other fields define, for the message refusing their change on resume.

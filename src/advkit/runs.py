@@ -26,7 +26,7 @@ from advkit.errors import UserError
 from advkit.models.exported import is_in_process
 
 if TYPE_CHECKING:
-    from advkit.data import DataSplits
+    from advkit.data import DataSplits, StreamingSplits
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "model.json"
@@ -130,13 +130,13 @@ def _load_exported(meta: dict[str, Any], meta_path: Path) -> nn.Module:
 
 def load_test_data(
     meta: dict[str, Any], *, dataset: str | None = None, data_dir: str | Path | None = None
-) -> DataSplits:
+) -> DataSplits | StreamingSplits:
     """The data to evaluate a model on: the dataset its metadata records (or ``dataset``),
     from ``data_dir`` or else the recorded folder, checked to fit the model (:func:`check_fits`).
 
     Never another dataset than the one named: if it cannot be loaded, the error says so.
     """
-    from advkit.data import DATASETS, load_dataset
+    from advkit.data import DATASETS, open_splits
 
     recorded = meta.get("dataset")
     name = dataset or recorded
@@ -152,17 +152,19 @@ def load_test_data(
             "--dataset npz --data-dir FILE.npz"
         )
     folder = data_dir or (meta.get("data_dir") if name == recorded else None)
-    splits = load_dataset(name, folder, val_size=0)
+    splits = open_splits(name, folder, val_size=0)  # image folders: decoded when taken
     check_fits(meta, splits, f"{name} test data" + (f" from {folder}" if folder else ""))
     return splits
 
 
-def check_fits(meta: dict[str, Any], splits: DataSplits, what: str = "the test data") -> None:
+def check_fits(
+    meta: dict[str, Any], splits: DataSplits | StreamingSplits, what: str = "the test data"
+) -> None:
     """Refuse data whose image shape (C, H, W), class count or class names are not the model's."""
-    from advkit.data import DataError, get_spec
+    from advkit.data import DataError, get_spec, image_shape
 
     hint = "pass the data the model was trained on with --dataset/--data-dir"
-    shape = list(splits.test.images.shape[1:])
+    shape = list(image_shape(splits.test))
     expected = meta.get("input_shape")
     if expected is not None and list(expected) != shape:
         raise DataError(

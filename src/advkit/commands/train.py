@@ -11,7 +11,8 @@ from advkit import runs
 from advkit.commands.workers import add_worker_options
 from advkit.config import CHOICES, TrainConfig, load_config, read_config_file
 from advkit.config_resume import RESUMABLE_FIELDS
-from advkit.data import DATASETS
+from advkit.data import DATASETS, DataError, can_stream
+from advkit.data.loading_path import cannot_stream
 from advkit.distributed.world import World, current_rank, restarted
 from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
@@ -38,6 +39,18 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "augment": (
         "training augmentation",
         {"default": "the dataset's own: crop-flip for CIFAR, none for the others"},
+    ),
+    "data_loading": (
+        "how training data is read: memory (decoded once), stream (decoded per batch by "
+        "--data-workers processes: image folders, Datasets) or auto (stream when the decoded "
+        "training split exceeds half the available memory, $ADVKIT_MEMORY_BUDGET to override; "
+        "array formats always load into memory)",
+        {},
+    ),
+    "data_workers": (
+        "data-decoding worker processes of the streamed or image-folder path (count; 0 decodes "
+        "in the training process)",
+        {"default": "the CPUs per training process less one, 1 to 8"},
     ),
     "model": (
         "architecture: a registered name (see advkit models), or your own as "
@@ -303,6 +316,8 @@ def check_before_launch(args: argparse.Namespace, workers: int) -> None:
     else:
         config = load_config(args.config, _overrides(args))
     World(0, workers).check_divides(config.batch_size)
+    if config.data_loading == "stream" and not can_stream(config.dataset):
+        raise DataError(cannot_stream(config.dataset))
     METHODS.get(config.method).from_config(config)  # options the method refuses
     if not args.resume and is_user_model(config.model):  # its file, factory and arguments
         check_factory(config.model, config.model_args or {})

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from advkit.data.errors import DataError, DataNotFoundError
 from advkit.data.readers import Splits
@@ -55,40 +56,23 @@ def _check(spec: DatasetSpec, path: Path, splits: Splits, num_classes: int) -> N
         )
 
 
-def load_dataset(
-    name: str,
-    data_dir: str | Path | None = None,
-    *,
-    val_size: int = 5000,
-    subset: int | None = None,
-    seed: int = 0,
-) -> DataSplits:
-    """Load dataset ``name`` into memory as image tensors, split train/val/test.
-
-    The validation split is ``val_size`` examples held out of the training set at random
-    (seeded by ``seed``, kept in original order). ``subset=N`` then keeps only the first N of
-    the remaining training examples (in original order). Mean/std come from the final training
-    split. See :func:`resolve_data_dir` for where the files are looked for.
-    """
-    spec = get_spec(name)
+def check_split_options(val_size: int, subset: int | None) -> None:
     if val_size < 0:
         raise DataError(f"val_size must be 0 or more, got {val_size}")
     if subset is not None and subset < 1:
         raise DataError(f"subset must be at least 1 (or None for all), got {subset}")
-    path = resolve_data_dir(name, data_dir)
-    splits, class_names = _read(spec, path)
-    (x_train, y_train), (x_test, y_test) = splits
-    if spec.num_classes is not None:
-        num_classes = spec.num_classes
-    elif class_names:
-        num_classes = len(class_names)
-    else:
-        num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-    _check(spec, path, splits, num_classes)
 
-    full = TensorData.from_numpy(x_train, y_train)
-    del splits, x_train, y_train
-    n = len(full)
+
+def split_indices(
+    n: int, *, val_size: int, subset: int | None, seed: int, name: str
+) -> tuple[Tensor, Tensor]:
+    """(training, validation) indices into ``n`` training examples, each in original order.
+
+    The validation split is ``val_size`` examples drawn at random (seeded by ``seed``);
+    ``subset=N`` keeps the first N of the rest. The one rule of every path (in memory,
+    streamed), so each holds out the same examples for the same seed.
+    """
+    check_split_options(val_size, subset)
     if val_size >= n:
         raise DataError(
             f"val_size={val_size} must be smaller than the {n} training examples of "
@@ -105,8 +89,43 @@ def load_dataset(
                 f"after holding out val_size={val_size}; lower subset or val_size"
             )
         train_idx = train_idx[:subset]
+    return train_idx, torch.nonzero(held_out).flatten()
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    val_size: int = 5000,
+    subset: int | None = None,
+    seed: int = 0,
+) -> DataSplits:
+    """Load dataset ``name`` into memory as image tensors, split train/val/test.
+
+    The validation split is ``val_size`` examples held out of the training set at random
+    (seeded by ``seed``, kept in original order). ``subset=N`` then keeps only the first N of
+    the remaining training examples (in original order). Mean/std come from the final training
+    split. See :func:`resolve_data_dir` for where the files are looked for.
+    """
+    spec = get_spec(name)
+    check_split_options(val_size, subset)
+    path = resolve_data_dir(name, data_dir)
+    splits, class_names = _read(spec, path)
+    (x_train, y_train), (x_test, y_test) = splits
+    if spec.num_classes is not None:
+        num_classes = spec.num_classes
+    elif class_names:
+        num_classes = len(class_names)
+    else:
+        num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    _check(spec, path, splits, num_classes)
+
+    full = TensorData.from_numpy(x_train, y_train)
+    del splits, x_train, y_train
+    n = len(full)
+    train_idx, val_idx = split_indices(n, val_size=val_size, subset=subset, seed=seed, name=name)
     train = full if len(train_idx) == n else full.take(train_idx)
-    val = full.take(torch.nonzero(held_out).flatten())
+    val = full.take(val_idx)
     del full
     mean, std = channel_stats(train.images)
     return DataSplits(

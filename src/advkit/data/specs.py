@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from advkit.data import readers
 from advkit.data.errors import DataError, DataNotFoundError
@@ -47,6 +48,8 @@ class DatasetSpec:
         load: reads ``(train, test)`` from a folder (or a file, for "npz").
         probe: whether a path looks like it holds this dataset; picks among candidate folders.
         class_names: the class names for a data path, or None when unknown.
+        stream: for data read item by item (image folders), the training and test sets as
+            ``StreamingData`` and the class names, listed but not decoded; None for arrays.
     """
 
     name: str
@@ -58,9 +61,16 @@ class DatasetSpec:
     load: Callable[[Path], Splits]
     probe: Callable[[Path], bool] = _exists
     class_names: Callable[[Path], list[str] | None] = _no_class_names
+    stream: Callable[[Path], tuple[Any, Any, list[str] | None]] | None = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _stream_image_folder(path: Path) -> tuple[Any, Any, list[str] | None]:
+    from advkit.data.streaming import image_folder_sources  # it reads this module
+
+    return image_folder_sources(path)
 
 
 def _register(spec: DatasetSpec) -> None:
@@ -190,6 +200,7 @@ _register(
         load=readers.load_image_folder,
         probe=readers.has_image_folder,
         class_names=readers.image_folder_classes,
+        stream=_stream_image_folder,
     )
 )
 

@@ -113,24 +113,44 @@ def unit_float(images: Tensor) -> Tensor:
     return images.to(torch.float32, copy=True)
 
 
-def channel_stats(images: Tensor, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
+#: Images per chunk of :func:`channel_stats`: a streamed pass sums the same chunks (same bits).
+STATS_CHUNK = 1024
+
+
+def channel_stats(
+    images: Tensor, chunk: int = STATS_CHUNK
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of uint8 or [0, 1] float images, in [0, 1] units.
 
-    Accumulates in float64 over chunks of ``chunk`` images, so memory stays small. The sum of
-    squares goes through ``vector_norm`` over each contiguous image plane, several times faster
-    than squaring and reducing the whole chunk.
+    Accumulates in float64 over chunks of ``chunk`` images, so memory stays small.
+    """
+    if len(images) == 0:
+        raise ValueError("cannot compute statistics of an empty image set")
+    sums = [chunk_sums(images[start : start + chunk]) for start in range(0, len(images), chunk)]
+    return stats_from_sums(sums, len(images) * images.shape[2] * images.shape[3])
+
+
+def chunk_sums(images: Tensor) -> Tensor:
+    """(2, C) float64: per channel, the sum and the sum of squares of a chunk of images, in
+    0..255 units (uint8 as they are, [0, 1] floats scaled by 255).
+
+    The sum of squares goes through ``vector_norm`` over each contiguous image plane, several
+    times faster than squaring and reducing the whole chunk.
     """
     n, c, h, w = images.shape
-    if n == 0:
-        raise ValueError("cannot compute statistics of an empty image set")
-    total = torch.zeros(c, dtype=torch.float64, device=images.device)
-    total_sq = torch.zeros_like(total)
-    for start in range(0, n, chunk):
-        planes = images[start : start + chunk].reshape(-1, c, h * w).to(torch.float64)
-        total += planes.sum(dim=2).sum(dim=0)
-        total_sq += torch.linalg.vector_norm(planes, dim=2).square().sum(dim=0)
-    count = n * h * w
-    mean = total / count
-    std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
-    scale = 255 if images.dtype == torch.uint8 else 1
-    return tuple((mean / scale).tolist()), tuple((std / scale).tolist())
+    planes = images.reshape(n, c, h * w).to(torch.float64)
+    if images.is_floating_point():  # [0, 1] floats: in the 0..255 units of uint8 chunks
+        planes = planes * 255
+    total = planes.sum(dim=2).sum(dim=0)
+    return torch.stack([total, torch.linalg.vector_norm(planes, dim=2).square().sum(dim=0)])
+
+
+def stats_from_sums(sums: list[Tensor], count: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std in [0, 1] units from the :func:`chunk_sums` of every chunk, added in order;
+    ``count`` is the pixels per channel (images x H x W)."""
+    total = torch.zeros_like(sums[0])
+    for part in sums:
+        total += part.to(total.device)
+    mean = total[0] / count
+    std = (total[1] / count - mean.square()).clamp_min(0).sqrt()
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-from advkit.data import AUGMENTATIONS, TensorData, epoch_order, num_batches
+from advkit.data import AUGMENTATIONS, TensorData, epoch_order, num_batches, unit_float
 from advkit.distributed import World
 from advkit.noise import sample_noise
 
@@ -41,6 +42,50 @@ class Batch:
         return 0.0 if self.global_size == 0 else len(self.ids) / self.global_size
 
 
+@dataclass(frozen=True)
+class Slice:
+    """Which samples this worker takes of one global batch (no pixels yet)."""
+
+    ids: Tensor  # (n,) indices into the training split
+    global_size: int
+    index: int  # 0-based index of the global batch in its epoch
+    step: int  # 0-based global step of the run
+
+
+def epoch_slices(
+    num_examples: int,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    start_batch: int,
+    first_step: int,
+    world: World,
+    device: torch.device | str | None = None,
+) -> Iterator[Slice]:
+    """This worker's slices of the epoch's global batches from ``start_batch`` on: the one plan
+    of every data path (in memory, streamed).
+
+    A last global batch smaller than the number of workers would leave a worker without data
+    (and DDP waiting for it): it is skipped on every worker.
+    """
+    order = epoch_order(num_examples, seed, epoch, device=device)
+    total = num_batches(len(order), batch_size)
+    for offset, b in enumerate(range(start_batch, total)):
+        index = order[b * batch_size : (b + 1) * batch_size]
+        if len(index) < world.size:
+            continue
+        yield Slice(index[world.shard(len(index))], len(index), b, first_step + offset)
+
+
+def make_batch(part: Slice, images: Tensor, labels: Tensor, *, seed: int, augment: str) -> Batch:
+    """The slice's training batch from its stored ``images`` (uint8, or float in [0, 1]):
+    converted to float and augmented with draws keyed to the run's seed, the step and the ids."""
+    noise = sample_noise(seed, part.step, part.ids, AUGMENT_NOISE)
+    inputs = AUGMENTATIONS.get(augment)(unit_float(images), noise)
+    return Batch(part.ids, inputs, labels, part.global_size, part.index, part.step)
+
+
 def worker_batches(
     data: TensorData,
     batch_size: int,
@@ -52,20 +97,12 @@ def worker_batches(
     augment: str,
     world: World,
 ) -> Iterator[Batch]:
-    """Yield this worker's slices of the epoch's global batches from ``start_batch`` on.
-
-    A last global batch smaller than the number of workers would leave a worker without data
-    (and DDP waiting for it): it is skipped on every worker.
-    """
-    transform = AUGMENTATIONS.get(augment)
-    order = epoch_order(len(data), seed, epoch, device=data.device)
-    total = num_batches(len(order), batch_size)
-    for offset, b in enumerate(range(start_batch, total)):
-        index = order[b * batch_size : (b + 1) * batch_size]
-        step = first_step + offset
-        if len(index) < world.size:
-            continue
-        ids = index[world.shard(len(index))]
-        inputs = data.inputs(ids)
-        noise = sample_noise(seed, step, ids, AUGMENT_NOISE)
-        yield Batch(ids, transform(inputs, noise), data.labels[ids], len(index), b, step)
+    """Yield this worker's slices of the epoch's global batches from ``start_batch`` on, from
+    data in memory (see :func:`epoch_slices`)."""
+    for part in epoch_slices(
+        len(data), batch_size, seed=seed, epoch=epoch, start_batch=start_batch,
+        first_step=first_step, world=world, device=data.device,
+    ):  # fmt: skip
+        yield make_batch(
+            part, data.images[part.ids], data.labels[part.ids], seed=seed, augment=augment
+        )

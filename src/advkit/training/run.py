@@ -10,7 +10,7 @@ from pathlib import Path
 
 from advkit import runs
 from advkit.config import TrainConfig
-from advkit.data import DataSplits
+from advkit.data import DataSplits, StreamingSplits
 from advkit.devices import resolve_device
 from advkit.distributed import close_world, init_world, restarted
 from advkit.models import NormalizedModel
@@ -23,7 +23,7 @@ def train(
     run_dir: str | Path | None = None,
     *,
     resume: bool = False,
-    data: DataSplits | None = None,
+    data: DataSplits | StreamingSplits | None = None,
     model: NormalizedModel | None = None,
 ) -> TrainResult:
     """Train with ``config``; with ``resume``, continue the run in ``run_dir`` from its checkpoint.

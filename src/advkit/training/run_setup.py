@@ -14,7 +14,7 @@ from torch import nn
 from advkit import runs
 from advkit.config import ConfigError, TrainConfig, load_config
 from advkit.config_resume import resume_changes
-from advkit.data import DataSplits
+from advkit.data import DataSplits, StreamingSplits
 from advkit.distributed import World
 from advkit.runlock import hold_run
 
@@ -35,7 +35,7 @@ def holding(run_dir: str | Path | None) -> AbstractContextManager[None]:
     return nullcontext() if run_dir is None else hold_run(run_dir, "training")
 
 
-def as_used(config: TrainConfig, data: DataSplits | None) -> TrainConfig:
+def as_used(config: TrainConfig, data: DataSplits | StreamingSplits | None) -> TrainConfig:
     """``config`` as the run folder records it: with given ``data``, its dataset and no data_dir."""
     if data is None:
         return config

@@ -34,7 +34,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from advkit import runs
 from advkit.config import ConfigError, TrainConfig
-from advkit.data import DataSplits, load_dataset, num_batches
+from advkit.data import DataSplits, StreamingSplits, image_shape, num_batches
 from advkit.devices import resolve_device
 from advkit.distributed import World, worker_device
 from advkit.distributed.compression import attach_communication
@@ -43,9 +43,10 @@ from advkit.models import NormalizedModel, create_model
 from advkit.models.exported import is_in_process
 from advkit.models.reference import check_output, model_source
 from advkit.noise import sample_noise
-from advkit.training.batches import METHOD_NOISE, Batch, worker_batches
+from advkit.training.batches import METHOD_NOISE, Batch
 from advkit.training.checkpoint import load_state
 from advkit.training.data_checks import check_same_data, check_splits, fingerprint
+from advkit.training.data_feed import DataFeed, open_data
 from advkit.training.epoch_cost import EpochCost
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
 from advkit.training.optim import build_optimizer, scaled_lr
@@ -100,7 +101,7 @@ class Trainer:
         config: TrainConfig,
         run_dir: str | Path | None = None,
         *,
-        data: DataSplits | None = None,
+        data: DataSplits | StreamingSplits | None = None,
         on_step: Callable[[Trainer, int], None] | None = None,
         world: World | None = None,
         model: NormalizedModel | None = None,
@@ -116,24 +117,22 @@ class Trainer:
         self._stop_requested = False
 
         torch.manual_seed(config.seed)  # the same initial weights on every worker
-        self.data = data if data is not None else load_dataset(
-            config.dataset, config.data_dir, val_size=config.val_size, subset=config.subset,
-            seed=config.seed,
-        )  # fmt: skip
+        self.data = data if data is not None else open_data(config)
         check_splits(self.data)
-        config.check_budgets(tuple(self.data.train.images.shape[1:]))  # L2 vs the input diameter
+        self.input_shape = image_shape(self.data.train)
+        config.check_budgets(self.input_shape)  # L2 vs the input diameter
         self.data_fingerprint = fingerprint(self.data)
-        self.train_data = self.data.train.to(self.device)
-        self.val_data = self.data.val.take(
-            torch.arange(min(config.val_examples, len(self.data.val)))
-        ).to(self.device)
+        # In memory or streamed (the same batches): the path, the workers, the val examples.
+        self.feed = DataFeed(self.data, config, self.device, self.world)
+        self.train_data = self.feed.train
+        self.val_data = self.feed.val
         self.augment = config.augment or self.data.augment
         self.tracking = EpochTracking(
             config, train=self.train_data, val=self.val_data, test=self.data.test,
             world=self.world,
         )  # fmt: skip
 
-        channels = len(self.data.mean)
+        channels = self.input_shape[0]
         self.model_source = model_source(config.model, self.run_dir, resuming=resuming)
         if model is not None:  # the caller's module (advkit.fit), normalization already inside
             self.input_mean = tuple(model.normalize.mean.tolist())
@@ -147,7 +146,7 @@ class Trainer:
                 mean=self.input_mean, std=self.input_std, **(config.model_args or {}),
             ).to(self.device)  # fmt: skip
             if self.model_source.user:  # a user's model: its output, before any training
-                check_output(self.model, tuple(self.train_data.images.shape[1:]),
+                check_output(self.model, self.input_shape,
                              self.data.num_classes, config.model)  # fmt: skip
         if config.sync_bn:
             self.model = sync_batchnorm(self.model, self.device, self.world)
@@ -280,9 +279,12 @@ class Trainer:
             if self.global_step == 0:  # a fresh run: the weights it starts from, kept on resume
                 self.writer.initial(self.model.state_dict())
             with stop_on_signals(self.request_stop):
-                while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
-                    self._train_epoch()
-                    self._end_epoch()
+                try:
+                    while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
+                        self._train_epoch()
+                        self._end_epoch()
+                finally:
+                    self.feed.close()
             return self._finish()
 
     def current_eps(self) -> float:
@@ -312,11 +314,9 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         config = self.config
-        batches = worker_batches(
-            self.train_data, config.batch_size, seed=config.seed, epoch=self.epoch,
-            start_batch=self.batch, first_step=self.global_step, augment=self.augment,
-            world=self.world,
-        )  # fmt: skip
+        batches = self.feed.batches(
+            epoch=self.epoch, start_batch=self.batch, first_step=self.global_step
+        )
         progress = Progress(
             total=self.batches_per_epoch, initial=self.batch,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
@@ -455,9 +455,7 @@ class Trainer:
                 selected = self.best.epoch
         metadata = self.metadata(selected)
         if is_in_process(self.config.model):  # no factory to rebuild it: a code-free copy
-            metadata["exported"] = self.writer.export(
-                final, tuple(self.train_data.images.shape[1:])
-            )
+            metadata["exported"] = self.writer.export(final, self.input_shape)
         self.writer.final(final.state_dict(), metadata, self.history, self._title())
         self.world.barrier()
         return TrainResult(final, self.history, self.run_dir, metadata, selected)

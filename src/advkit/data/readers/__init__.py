@@ -26,16 +26,20 @@ from advkit.data.readers.idx import (
     read_idx_pair,
 )
 from advkit.data.readers.image_folder import (
+    ImageFolderIndex,
+    decode_image,
     has_image_folder,
     image_folder_classes,
+    index_image_folder,
     load_image_folder,
 )
 from advkit.data.readers.npz import find_npz, has_npz, load_npz_dataset, read_npz
 
 __all__ = [
-    "ArrayPair", "CifarUnpickler", "RefusedGlobalError", "Splits", "check_labels",
-    "cifar100_class_names", "find_named_npz", "find_npz", "has_cifar", "has_idx_dataset",
-    "has_image_folder", "has_npz", "image_folder_classes", "load_cifar10", "load_cifar100",
+    "ArrayPair", "CifarUnpickler", "ImageFolderIndex", "RefusedGlobalError", "Splits",
+    "check_labels", "cifar100_class_names", "decode_image", "find_named_npz", "find_npz",
+    "has_cifar", "has_idx_dataset", "has_image_folder", "has_npz", "image_folder_classes",
+    "index_image_folder", "load_cifar10", "load_cifar100",
     "load_idx_dataset", "load_image_folder", "load_npz_dataset", "locate_idx", "read_cifar_batch",
     "read_cifar_pickle", "read_idx", "read_idx_pair", "read_npz",
 ]  # fmt: skip

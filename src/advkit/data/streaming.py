@@ -1,0 +1,514 @@
+"""Data read item by item: image folders decoded per batch in DataLoader workers, and any
+map-style torch ``Dataset`` of ``(image, label)``.
+
+Nothing is decoded up front: an image folder is listed and its headers read (size and mode), its
+labels come from the folder names. A split (:class:`StreamingData`) is a view of a source's
+items; the validation split is held out by the rule of ``load_dataset`` (the same examples for
+the same seed), and only what is evaluated is decoded into a :class:`TensorData` (``take``).
+Training batches go through a :class:`BatchReader`: a ``DataLoader`` whose worker processes each
+decode a whole batch of the indices it is handed, kept alive across epochs.
+
+    >>> source = StreamingData.from_dataset(my_dataset)            # doctest: +SKIP
+    >>> splits = stream_splits(source, val_size=1000, seed=0)      # doctest: +SKIP
+    >>> advkit.train(config, data=splits)                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from advkit.data.errors import DataError
+from advkit.data.loading import load_dataset, split_indices
+from advkit.data.readers import decode_image, index_image_folder
+from advkit.data.specs import get_spec, resolve_data_dir
+from advkit.data.tensors import (
+    STATS_CHUNK,
+    DataSplits,
+    TensorData,
+    chunk_sums,
+    stats_from_sums,
+)
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+#: Images per batch when a split is decoded whole (``take``) through the workers.
+TAKE_BATCH = 256
+
+
+class ImageFiles(Dataset):
+    """An image folder's files as a map-style Dataset: item ``i`` is ``(uint8 (C, H, W) array,
+    label)``, decoded when asked, by the decoder of the in-memory reader (same pixels)."""
+
+    def __init__(
+        self, items: Sequence[tuple[Path, int]], mode: str, size: tuple[int, int], root: Path
+    ) -> None:
+        self.items = list(items)
+        self.mode = mode
+        self.size = size
+        self.root = root
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        path, label = self.items[i]
+        return decode_image(path, self.mode, self.size), label
+
+    def read_into(self, out: np.ndarray, indices: Sequence[int]) -> None:
+        """Decode the items at ``indices`` into ``out`` (len(indices), C, H, W), uint8."""
+        for k, i in enumerate(indices):
+            out[k] = decode_image(self.items[i][0], self.mode, self.size)
+
+    def identity(self, indices: Tensor) -> str:
+        """A checksum of the files at ``indices`` in order: their names under the folder's root
+        (so a moved folder is the same data), byte sizes and labels; no pixels."""
+        digest = hashlib.sha256()
+        for i in indices.tolist():
+            path, label = self.items[i]
+            name = os.path.relpath(path, self.root)
+            digest.update(f"{name}\t{path.stat().st_size}\t{label}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A worker's error, carried back as a value so the main process raises it in one line."""
+
+    message: str
+
+
+def _as_image(image: Any, where: str) -> Tensor:
+    """One item's image as a (C, H, W) tensor: uint8 as it is, floats as float32 in [0, 1]."""
+    if isinstance(image, Image.Image):
+        pixels = np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+        image = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    if isinstance(image, np.ndarray):  # torch shares only writable, contiguous memory
+        writable = image.flags.writeable and image.flags.c_contiguous
+        image = torch.from_numpy(image if writable else np.array(image))
+    if not isinstance(image, Tensor):
+        raise DataError(
+            f"{where} is a {type(image).__name__}; return the image as a tensor, numpy array "
+            "or PIL image"
+        )
+    if image.dim() == 2:
+        image = image[None]
+    if image.dim() != 3:
+        raise DataError(
+            f"{where} has shape {tuple(image.shape)}; return (C, H, W) or (H, W) images"
+        )
+    if image.dtype == torch.uint8:
+        return image
+    if not image.is_floating_point():
+        raise DataError(
+            f"{where} has dtype {image.dtype}; return uint8 (0..255) or float in [0, 1] images"
+        )
+    image = image.to(torch.float32)
+    if image.numel() and not (torch.isfinite(image).all() and 0 <= image.min() <= image.max() <= 1):
+        raise DataError(
+            f"{where} holds values in {float(image.min()):.4g}..{float(image.max()):.4g}; float "
+            "images must lie in [0, 1] (divide 0-255 values by 255)"
+        )
+    return image
+
+
+class _Items(Dataset):
+    """A source as the DataLoader workers read it: a list of source indices in, one collated
+    ``(images, labels)`` batch out (or a :class:`_Failed`)."""
+
+    def __init__(
+        self, dataset: Any, labels: Tensor, image_shape: tuple[int, ...], dtype: torch.dtype,
+        name: str,
+    ) -> None:  # fmt: skip
+        self.dataset = dataset
+        self.labels = labels
+        self.image_shape = tuple(image_shape)
+        self.dtype = dtype
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def item(self, i: int) -> Tensor:
+        where = f"item {i} of {self.name}"
+        try:
+            image, label = self.dataset[i]
+        except DataError:
+            raise
+        except Exception as exc:  # a user Dataset's own failure, reported in one line
+            raise DataError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+        image = _as_image(image, where)
+        if tuple(image.shape) != self.image_shape or image.dtype != self.dtype:
+            raise DataError(
+                f"{where} is a {image.dtype} {tuple(image.shape)} image but the others are "
+                f"{self.dtype} {self.image_shape}; every image must share one shape and dtype"
+            )
+        try:
+            label = int(label)
+        except (TypeError, ValueError):
+            raise DataError(f"{where} has label {label!r}; labels must be ints") from None
+        if label != int(self.labels[i]):
+            raise DataError(
+                f"{where} has label {label} but {int(self.labels[i])} was read before: the "
+                "dataset must return the same item for an index every time"
+            )
+        return image
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.item(i), self.labels[i]
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor] | _Failed:
+        images = torch.empty((len(indices), *self.image_shape), dtype=self.dtype)
+        try:
+            if isinstance(self.dataset, ImageFiles):  # decoded straight into the batch
+                self.dataset.read_into(images.numpy(), indices)
+            else:
+                for k, i in enumerate(indices):
+                    images[k] = self.item(i)
+        except DataError as error:
+            return _Failed(str(error))
+        return images, self.labels[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
+
+
+class _Plan(Sampler[list[int]]):
+    """The batch sampler of a :class:`BatchReader`: the batches it is told to read, in order."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Fork on Linux (DataLoader's own default there): workers start in milliseconds and inherit
+    the source (a folder's listing of a million files) instead of unpickling it, even in a
+    process that was itself spawned (whose default would then be spawn, seconds a worker).
+    Elsewhere the platform's default (macOS: spawn; fork is unsafe there)."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+
+
+class BatchReader:
+    """Reads batches of a source's items through a ``DataLoader``: with ``workers`` > 0, that
+    many worker processes each decode whole batches (persistent: started on the first read,
+    kept until :meth:`close`); with 0, the calling process decodes.
+
+    Workers are seeded from ``seed`` (the loader's own generator; the global RNG is untouched),
+    so a Dataset drawing random numbers draws the same ones in every run.
+    """
+
+    def __init__(
+        self, items: _Items, *, workers: int = 0, pin_memory: bool = False, seed: int = 0
+    ) -> None:
+        if workers < 0:
+            raise DataError(f"data workers must be 0 or more, got {workers}")
+        self.items = items
+        self.workers = workers
+        self._plan = _Plan()
+        self._loader = DataLoader(
+            items, batch_sampler=self._plan, num_workers=workers, collate_fn=_as_is,
+            pin_memory=pin_memory, persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(seed),
+            multiprocessing_context=_worker_context() if workers else None,
+        )  # fmt: skip
+        self._reading: Iterator[tuple[Tensor, Tensor]] | None = None
+
+    def read(self, batches: Sequence[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
+        """``(images, labels)`` of each batch of source indices, in order (images uint8 or
+        float32 (n, C, H, W) on the CPU, pinned when asked)."""
+        self._reading = self._read([b.tolist() for b in batches])
+        return self._reading
+
+    def _read(self, batches: list[list[int]]) -> Iterator[tuple[Tensor, Tensor]]:
+        self._plan.batches = batches
+        for out in self._loader:
+            if isinstance(out, _Failed):
+                raise DataError(out.message)
+            yield out
+
+    def close(self) -> None:
+        """Stop the worker processes (a later read starts them again)."""
+        if self._reading is not None:
+            self._reading.close()  # releases its hold on the loader's iterator
+            self._reading = None
+        iterator = getattr(self._loader, "_iterator", None)
+        if iterator is not None:
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self._loader._iterator = None
+
+
+class StreamingData:
+    """A split of a map-style source read item by item: its labels (known without decoding),
+    the images' (C, H, W) shape and dtype, and the source indices of its examples.
+
+    Build one with :meth:`from_dataset` (any Dataset of ``(image, label)``) or
+    :func:`image_folder_sources`; ``take`` decodes examples into a :class:`TensorData`.
+    """
+
+    def __init__(self, items: _Items, indices: Tensor | None = None, source: str = "") -> None:
+        self.items = items
+        self.indices = torch.arange(len(items)) if indices is None else indices.to(torch.long).cpu()
+        self.labels = items.labels[self.indices]
+        self.source = source or items.name
+
+    @classmethod
+    def from_dataset(
+        cls, dataset: Any, labels: Sequence[int] | Tensor | np.ndarray | None = None,
+        *, name: str | None = None,
+    ) -> StreamingData:  # fmt: skip
+        """Stream a map-style ``dataset`` whose items are ``(image, label)``: image a uint8
+        (C, H, W) or (H, W) tensor, array or PIL image, or float in [0, 1]; label an int.
+
+        Labels are needed before training (the validation split, the data's fingerprint):
+        ``labels`` if given, else ``dataset.targets`` (torchvision's datasets have it) when it
+        holds one int per item, else one pass over the whole dataset in this process (every
+        item read once: for a large dataset, pass ``labels``). Item 0 is read once for the
+        images' shape and dtype. The dataset must return the same item for an index every time
+        (random transforms in it would break exact resume: use the trainer's ``augment``).
+        """
+        name = name or type(dataset).__name__
+        try:
+            count = len(dataset)
+        except TypeError:
+            raise DataError(
+                f"{name} has no len(): stream a map-style Dataset (with __len__ and "
+                "__getitem__), not an iterable one"
+            ) from None
+        if count == 0:
+            raise DataError(f"{name} is empty: it holds no (image, label) items")
+        if labels is None and _int_targets(getattr(dataset, "targets", None), count):
+            labels = dataset.targets
+        if labels is None:
+            labels = [dataset[i][1] for i in range(count)]
+        labels = _label_tensor(labels, count, name)
+        image = _as_image(dataset[0][0], f"item 0 of {name}")
+        items = _Items(dataset, labels, tuple(image.shape), image.dtype, name)
+        return cls(items)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.items.image_shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.items.dtype
+
+    def view(self, positions: Tensor) -> StreamingData:
+        """The examples at ``positions`` of this split, as a split of the same source."""
+        return StreamingData(self.items, self.indices[positions.to(torch.long).cpu()], self.source)
+
+    def reader(self, workers: int = 0, *, pin_memory: bool = False, seed: int = 0) -> BatchReader:
+        """A :class:`BatchReader` of this split's source (any split of it can use it)."""
+        return BatchReader(self.items, workers=workers, pin_memory=pin_memory, seed=seed)
+
+    def take(
+        self, positions: Tensor, *, workers: int = 0, reader: BatchReader | None = None
+    ) -> TensorData:
+        """Decode the examples at ``positions`` into memory (through ``reader``, else a reader
+        with ``workers`` processes made for the occasion)."""
+        indices = self.indices[positions.to(torch.long).cpu()]
+        own = reader is None or reader.items is not self.items  # a reader of another source
+        reader = self.reader(workers) if own else reader
+        try:
+            parts = list(reader.read(list(indices.split(TAKE_BATCH))))
+        finally:
+            if own:
+                reader.close()
+        if not parts:
+            images = torch.empty((0, *self.image_shape), dtype=self.dtype)
+            return TensorData(images, torch.empty(0, dtype=torch.long))
+        return TensorData(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+
+    def identity(self) -> str:
+        """What identifies the examples without decoding them: for image folders a checksum of
+        the files' names and sizes; for other sources their type and length."""
+        dataset = self.items.dataset
+        if isinstance(dataset, ImageFiles):
+            return dataset.identity(self.indices)
+        return f"{type(dataset).__qualname__}:{len(dataset)}"
+
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.image_shape))
+        return f"StreamingData({len(self)} images {shape} {self.dtype} from {self.source})"
+
+
+def _int_targets(targets: Any, count: int) -> bool:
+    try:
+        return targets is not None and len(targets) == count
+    except TypeError:
+        return False
+
+
+def _label_tensor(labels: Any, count: int, name: str) -> Tensor:
+    array = np.asarray(labels)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DataError(f"{name}: labels must be integers, got {array.dtype}")
+    if array.ndim != 1 or len(array) != count:
+        raise DataError(f"{name}: {count} items but labels of shape {array.shape}")
+    values = torch.as_tensor(array.astype(np.int64))
+    if len(values) and int(values.min()) < 0:
+        raise DataError(f"{name}: label {int(values.min())} is negative; labels are 0..classes-1")
+    return values
+
+
+def image_folder_sources(root: Path) -> tuple[StreamingData, StreamingData, list[str]]:
+    """The training and test sets of an image folder as streamed sources, and its classes:
+    files listed and headers read (:func:`index_image_folder`), nothing decoded."""
+    index = index_image_folder(root)
+
+    def source(items: list[tuple[Path, int]], split: str) -> StreamingData:
+        labels = torch.tensor([label for _, label in items], dtype=torch.long)
+        files = ImageFiles(items, index.mode, index.size, root)
+        return StreamingData(
+            _Items(files, labels, index.image_shape, torch.uint8, str(root / split))
+        )
+
+    return source(index.train, "train"), source(index.test, "test"), index.classes
+
+
+@dataclass
+class StreamingSplits:
+    """Train/val/test of a streamed source, with what a model needs to know about them (the
+    counterpart of ``DataSplits``). ``mean``/``std`` (per channel, [0, 1] units) are None until
+    computed (:meth:`compute_stats`, a decoding pass) or given."""
+
+    train: StreamingData
+    val: StreamingData
+    test: StreamingData | None
+    num_classes: int
+    augment: str
+    dataset: str
+    class_names: list[str] | None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def compute_stats(self, reader: BatchReader | None = None, world: Any = None) -> Stats:
+        """The training split's mean and std, bitwise those of ``load_dataset`` on the same
+        images (the same chunks, summed in the same order). One decoding pass, its chunks
+        shared out over the workers of ``world`` (each reads 1/W of them), through ``reader``."""
+        if self.mean is None or self.std is None:
+            self.mean, self.std = streamed_stats(self.train, reader, world)
+        return self.mean, self.std
+
+
+def streamed_stats(
+    data: StreamingData, reader: BatchReader | None = None, world: Any = None
+) -> Stats:
+    """Per-channel mean and std of ``data`` (see :meth:`StreamingSplits.compute_stats`)."""
+    if len(data) == 0:
+        raise DataError("cannot compute statistics of an empty training split")
+    rank, size = (world.rank, world.size) if world is not None else (0, 1)
+    chunks = list(data.indices.split(STATS_CHUNK))
+    own = reader is None or reader.items is not data.items
+    reader = data.reader() if own else reader
+    try:
+        mine = [chunk_sums(images) for images, _ in reader.read(chunks[rank::size])]
+    finally:
+        if own:
+            reader.close()
+    channels = data.image_shape[0]
+    if size > 1:  # every chunk's sums on every worker, then added in chunk order
+        per_rank = -(-len(chunks) // size)
+        padded = torch.zeros(per_rank, 2, channels, dtype=torch.float64)
+        if mine:
+            padded[: len(mine)] = torch.stack(mine)
+        gathered = world.all_gather(padded.to(world.device))
+        mine = [gathered[k % size][k // size].cpu() for k in range(len(chunks))]
+    _, h, w = data.image_shape
+    return stats_from_sums(mine, len(data) * h * w)
+
+
+def stream_splits(
+    train: StreamingData,
+    *,
+    val: StreamingData | None = None,
+    test: StreamingData | None = None,
+    val_size: int = 0,
+    subset: int | None = None,
+    seed: int = 0,
+    dataset: str = "custom",
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+    augment: str = "none",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> StreamingSplits:
+    """Splits of a streamed training source: ``val`` if given, else ``val_size`` examples held
+    out of ``train`` by the rule of ``load_dataset`` (seeded by ``seed``); ``subset`` keeps the
+    first N of the rest. ``num_classes`` defaults to the largest label + 1 (or the number of
+    ``class_names``)."""
+    if val is not None:
+        train_idx, _ = split_indices(len(train), val_size=0, subset=subset, seed=seed, name=dataset)
+    else:
+        train_idx, val_idx = split_indices(
+            len(train), val_size=val_size, subset=subset, seed=seed, name=dataset
+        )
+        val = train.view(val_idx)
+    if num_classes is None:
+        num_classes = len(class_names) if class_names else 1 + max(
+            int(part.labels.max()) for part in (train, val) if len(part)
+        )  # fmt: skip
+    return StreamingSplits(
+        train=train if len(train_idx) == len(train) else train.view(train_idx), val=val,
+        test=test, num_classes=num_classes, augment=augment, dataset=dataset,
+        class_names=class_names, mean=tuple(mean) if mean is not None else None,
+        std=tuple(std) if std is not None else None,
+    )  # fmt: skip
+
+
+def image_shape(part: TensorData | StreamingData) -> tuple[int, ...]:
+    """(C, H, W) of a split's images, in memory or streamed."""
+    if isinstance(part, StreamingData):
+        return part.image_shape
+    return tuple(part.images.shape[1:])
+
+
+def can_stream(name: str) -> bool:
+    """Whether dataset ``name`` is read item by item (image folders) rather than from arrays."""
+    return get_spec(name).stream is not None
+
+
+def open_splits(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    val_size: int = 5000,
+    subset: int | None = None,
+    seed: int = 0,
+) -> DataSplits | StreamingSplits:
+    """Dataset ``name`` split as ``load_dataset`` splits it: a streamable one (image folders)
+    as :class:`StreamingSplits`, listed but not decoded; the others read into memory."""
+    spec = get_spec(name)
+    if spec.stream is None:
+        return load_dataset(name, data_dir, val_size=val_size, subset=subset, seed=seed)
+    path = resolve_data_dir(name, data_dir)
+    train, test, class_names = spec.stream(path)
+    return stream_splits(
+        train, test=test, val_size=val_size, subset=subset, seed=seed, dataset=spec.name,
+        num_classes=spec.num_classes or (len(class_names) if class_names else None),
+        class_names=class_names, augment=spec.augment,
+    )  # fmt: skip
