@@ -135,6 +135,12 @@ def test_dataset_dataloader_numpy_and_uint8_give_the_same_run_as_tensors():
     ):
         result = _fit(data, method="pgd", eps=0.05)
         assert _same_weights(result.model, reference.model), type(data)
+    # A Dataset too large for memory streams through DataLoader workers: the same run again.
+    streamed = _fit(
+        PairDataset(images, labels), method="pgd", eps=0.05, data_loading="stream", data_workers=1
+    )
+    assert streamed.metadata["data_loading"]["path"] == "stream"
+    assert _same_weights(streamed.model, reference.model)
 
 
 def test_a_dataloader_gives_its_batch_size_unless_one_is_set():

@@ -23,6 +23,11 @@ from advkit.data.tensors import DataSplits, TensorData, channel_stats
 DEFAULT_VAL_SIZE = 5000
 
 
+def default_val_size(n: int) -> int:
+    """The validation split held out of ``n`` training examples when none is given."""
+    return min(DEFAULT_VAL_SIZE, n // 10)
+
+
 def as_tensor_data(data: Any, what: str = "data") -> TensorData:
     """``data`` as TensorData: a TensorData, an (images, labels) pair of tensors or numpy arrays,
     a map-style ``Dataset`` of (image, label) items, or a ``DataLoader`` over one.
@@ -142,7 +147,7 @@ def user_splits(
     if val_data is not None:
         val = as_tensor_data(val_data, "val_data")
     else:
-        held = min(DEFAULT_VAL_SIZE, len(train) // 10) if val_size is None else val_size
+        held = default_val_size(len(train)) if val_size is None else val_size
         if not 0 <= held < len(train):
             raise DataError(
                 f"val_size={held} must be in 0..{len(train) - 1} for {len(train)} training "

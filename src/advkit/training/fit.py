@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from advkit.config import ConfigError, TrainConfig, load_config
 from advkit.data.errors import DataError
-from advkit.data.user_data import as_tensor_data, user_splits
+from advkit.data.streaming import StreamingData, image_shape, stream_splits
+from advkit.data.user_data import as_tensor_data, default_val_size, user_splits
 from advkit.models import NormalizedModel
 from advkit.models.exported import in_process_name
 from advkit.training.run import train
@@ -57,8 +58,10 @@ def fit(
     [0, 1] units) put a normalization inside it, else it sees raw pixels. It is trained in place
     (the result's ``model.net`` holds the selected weights). ``train_data``/``val_data``:
     (images, labels) tensors or numpy arrays (uint8, or float in [0, 1]), a map-style Dataset or
-    a DataLoader over one (its dataset, in advkit's seeded order, and its batch size unless
-    ``batch_size`` is given; see :func:`advkit.data.user_data.as_tensor_data`); without
+    a DataLoader over one (its dataset, in advkit's seeded order, with its batch size and
+    workers unless ``batch_size``/``data_workers`` are given). Tensors stay in memory; a Dataset
+    is decoded into memory when it fits, else streamed per batch through DataLoader workers
+    (``data_loading="auto"|"memory"|"stream"``, as ``advkit train --data-loading``). Without
     ``val_data`` a validation split is held out of ``train_data`` (``val_size`` examples,
     default min(5000, N/10)). ``options`` are ``advkit train``'s options by their config names
     (``epochs=10``, ``batch_size=256``, ``norm="l2"``, ``ema_decay=0.999``, ...). With
@@ -70,14 +73,36 @@ def fit(
         options["batch_size"] = train_data.batch_size  # what the caller's loader asked for
     val_size = options.pop("val_size", None)
     seed = int(options.get("seed", 0))
-    train_set = as_tensor_data(train_data, "train_data")
-    wrapped = _wrap(model, tuple(train_set.images.shape[1:]), mean, std)
-    outputs = _probe(wrapped, tuple(train_set.images.shape[1:]))
-    splits = user_splits(
-        train_set, val_data, val_size=val_size, seed=seed,
-        num_classes=outputs if num_classes is None else num_classes, class_names=class_names,
-        augment=options.get("augment") or "none", name=name,
-    )  # fmt: skip
+    if isinstance(train_data, DataLoader) and "data_workers" not in options:
+        options["data_workers"] = train_data.num_workers
+    streamed = _is_dataset(train_data)
+    train_set = (
+        StreamingData.from_dataset(_dataset(train_data), name=name)
+        if streamed
+        else as_tensor_data(train_data, "train_data")
+    )
+    shape = image_shape(train_set)
+    wrapped = _wrap(model, shape, mean, std)
+    outputs = _probe(wrapped, shape)
+    classes = outputs if num_classes is None else num_classes
+    if streamed:  # decoded per batch, or into memory when it fits (the trainer decides)
+        val_set = None
+        if val_data is not None:
+            val_set = StreamingData.from_dataset(
+                _dataset(val_data) if _is_dataset(val_data) else _as_dataset(val_data),
+                name=f"{name} (validation)",
+            )  # fmt: skip
+        held = default_val_size(len(train_set)) if val_size is None else val_size
+        splits = stream_splits(
+            train_set, val=val_set, val_size=0 if val_set is not None else held, seed=seed,
+            dataset=name, num_classes=classes, class_names=class_names,
+            augment=options.get("augment") or "none",
+        )  # fmt: skip
+    else:
+        splits = user_splits(
+            train_set, val_data, val_size=val_size, seed=seed, num_classes=classes,
+            class_names=class_names, augment=options.get("augment") or "none", name=name,
+        )  # fmt: skip
     if outputs != splits.num_classes:
         raise DataError(
             f"the model returns {outputs} logits but the data has {splits.num_classes} classes; "
@@ -90,6 +115,27 @@ def fit(
         }
     )  # fmt: skip
     return train(config, run_dir, resume=resume, data=splits, model=wrapped)
+
+
+def _is_dataset(data: Any) -> bool:
+    return isinstance(data, DataLoader | Dataset)
+
+
+def _dataset(data: Any) -> Dataset:
+    """A DataLoader's dataset (its batches are advkit's, in its seeded order), or ``data``."""
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    if isinstance(dataset, IterableDataset):
+        raise DataError(
+            "an IterableDataset's order cannot be replayed on resume; pass a map-style Dataset "
+            "(with __len__ and __getitem__) or (images, labels) tensors"
+        )
+    return dataset
+
+
+def _as_dataset(data: Any) -> Dataset:
+    """Tensors or arrays (validation data beside a streamed training set) as a Dataset."""
+    tensors = as_tensor_data(data, "val_data")
+    return TensorDataset(tensors.images, tensors.labels)
 
 
 def _check_options(options: dict[str, Any]) -> None:
