@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from advkit.humanize import format_duration, format_eps
+from advkit.training.optim import scaled_lr
 
 if TYPE_CHECKING:
     from advkit.training.trainer import Trainer
@@ -94,6 +95,21 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
 
 
 _TRAIN_KEYS = {"train_loss", "train_acc", "train_seconds"}
+
+
+def diverged_line(trainer: Trainer, train_loss: float) -> str:
+    """The warning of a run stopped by a non-finite training loss: what is kept, what to do."""
+    if trainer.config.select != "best":
+        kept = "--select last keeps its weights, which are not finite"
+    elif trainer.best.epoch:
+        kept = f"epoch {trainer.best.epoch}'s weights (best validation) are kept"
+    else:
+        kept = "no earlier epoch gave a model to keep"
+    return (
+        f"training diverged in epoch {trainer.epoch} (train loss {train_loss}): stopped; {kept}; "
+        f"train again with a lower --lr (this run's peak: {scaled_lr(trainer.config):.3g}) or a "
+        "longer warm-up"
+    )
 
 
 def _percent(fraction: float) -> str:

@@ -16,6 +16,8 @@ from advkit.config import ConfigError, TrainConfig, load_config
 from advkit.config_resume import resume_changes
 from advkit.data import DataSplits, StreamingSplits
 from advkit.distributed import World
+from advkit.models import NormalizedModel, create_model
+from advkit.models.reference import ModelSource, check_output
 from advkit.runlock import hold_run
 
 
@@ -28,6 +30,39 @@ def sync_batchnorm(model: nn.Module, device: torch.device, world: World) -> nn.M
             "over the workers for validation and saving"
         )
     return nn.SyncBatchNorm.convert_sync_batchnorm(model) if world.size > 1 else model
+
+
+def build_model(
+    config: TrainConfig,
+    data: Any,
+    input_shape: tuple[int, ...],
+    source: ModelSource,
+    device: torch.device,
+    world: World,
+    *,
+    given: NormalizedModel | None = None,
+) -> NormalizedModel:
+    """The run's model on ``device``: ``given`` (a caller's module from ``advkit.fit``,
+    normalization inside) or the one ``source`` builds, normalized by the data's statistics
+    unless ``config.normalize`` is off; a user's factory's output is checked before training.
+    Then SyncBatchNorm and channels-last as the config asks."""
+    if given is not None:
+        model = given.to(device)
+    else:
+        channels = input_shape[0]
+        mean = data.mean if config.normalize else (0.0,) * channels
+        std = data.std if config.normalize else (1.0,) * channels
+        model = create_model(
+            source.build, num_classes=data.num_classes, mean=mean, std=std,
+            **(config.model_args or {}),
+        ).to(device)  # fmt: skip
+        if source.user:  # a user's model: its output, before any training
+            check_output(model, input_shape, data.num_classes, config.model)
+    if config.sync_bn:
+        model = sync_batchnorm(model, device, world)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def holding(run_dir: str | Path | None) -> AbstractContextManager[None]:

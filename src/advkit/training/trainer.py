@@ -39,9 +39,9 @@ from advkit.devices import resolve_device
 from advkit.distributed import World, worker_device
 from advkit.distributed.compression import attach_communication
 from advkit.methods import METHODS, Method, StepContext
-from advkit.models import NormalizedModel, create_model
+from advkit.models import NormalizedModel
 from advkit.models.exported import is_in_process
-from advkit.models.reference import check_output, model_source
+from advkit.models.reference import model_source
 from advkit.noise import sample_noise
 from advkit.training.batches import METHOD_NOISE, Batch
 from advkit.training.checkpoint import load_state
@@ -49,9 +49,9 @@ from advkit.training.data_checks import check_same_data, check_splits, fingerpri
 from advkit.training.data_feed import DataFeed, open_data
 from advkit.training.epoch_cost import EpochCost
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
-from advkit.training.optim import build_optimizer, scaled_lr
-from advkit.training.progress import Progress, epoch_line
-from advkit.training.run_setup import as_used, changes_on_resume, holding, sync_batchnorm
+from advkit.training.optim import build_optimizer
+from advkit.training.progress import Progress, diverged_line, epoch_line
+from advkit.training.run_setup import as_used, build_model, changes_on_resume, holding
 from advkit.training.run_writer import RunWriter, model_metadata
 from advkit.training.schedules import build_scheduler
 from advkit.training.selection import BestModel
@@ -132,26 +132,13 @@ class Trainer:
             world=self.world,
         )  # fmt: skip
 
-        channels = self.input_shape[0]
         self.model_source = model_source(config.model, self.run_dir, resuming=resuming)
-        if model is not None:  # the caller's module (advkit.fit), normalization already inside
-            self.input_mean = tuple(model.normalize.mean.tolist())
-            self.input_std = tuple(model.normalize.std.tolist())
-            self.model = model.to(self.device)
-        else:
-            self.input_mean = self.data.mean if config.normalize else (0.0,) * channels
-            self.input_std = self.data.std if config.normalize else (1.0,) * channels
-            self.model = create_model(
-                self.model_source.build, num_classes=self.data.num_classes,
-                mean=self.input_mean, std=self.input_std, **(config.model_args or {}),
-            ).to(self.device)  # fmt: skip
-            if self.model_source.user:  # a user's model: its output, before any training
-                check_output(self.model, self.input_shape,
-                             self.data.num_classes, config.model)  # fmt: skip
-        if config.sync_bn:
-            self.model = sync_batchnorm(self.model, self.device, self.world)
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = build_model(
+            config, self.data, self.input_shape, self.model_source, self.device, self.world,
+            given=model,
+        )  # fmt: skip
+        self.input_mean = tuple(self.model.normalize.mean.tolist())
+        self.input_std = tuple(self.model.normalize.std.tolist())
         # Attacks run on the plain (or compiled) module; only the weight update goes through DDP.
         self.attack_model: nn.Module = torch.compile(self.model) if config.compile else self.model
         self.step_model = self.world.wrap(self.attack_model)
@@ -424,17 +411,7 @@ class Trainer:
         if self.world.is_writer:
             log.info("%s", epoch_line(self.history, self.epochs))
             if self.diverged:
-                if self.config.select != "best":
-                    kept = "--select last keeps its weights, which are not finite"
-                elif self.best.epoch:
-                    kept = f"epoch {self.best.epoch}'s weights (best validation) are kept"
-                else:
-                    kept = "no earlier epoch gave a model to keep"
-                log.warning(
-                    "training diverged in epoch %d (train loss %s): stopped; %s; train again with "
-                    "a lower --lr (this run's peak: %.3g) or a longer warm-up", self.epoch,
-                    record["train_loss"], kept, scaled_lr(self.config),
-                )  # fmt: skip
+                log.warning("%s", diverged_line(self, record["train_loss"]))
         self.writer.history(self.history)
         self.save_checkpoint()
 
