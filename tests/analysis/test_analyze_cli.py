@@ -154,3 +154,10 @@ def test_a_run_being_written_elsewhere_is_refused(runs, small, capsys):
         code, _, err = analyze(runs["pgd"], "--only", "input_gradients", capsys=capsys)
     assert code == 2 and f"pid {pid}" in err and len(err.strip().splitlines()) == 1
     assert not (runs["pgd"] / "analysis.json").exists()
+
+
+def test_the_printed_numbers_follow_the_declared_headline_order():
+    from advkit.analysis.runner import headline
+
+    line = headline("input_gradients", {"image_correlation": 0.1, "alignment": 0.2, "x": 3})
+    assert line == "alignment 0.2, image_correlation 0.1"

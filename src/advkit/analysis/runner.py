@@ -315,9 +315,11 @@ def headline(name: str, summary: Mapping[str, Any], limit: int = 4) -> str:
     declares (dotted paths), else its first numbers."""
     keys = ANALYSES.meta(name).get("headline") if name in ANALYSES else None
     leaves = scalar_leaves(summary)
-    if keys:
-        leaves = {key: value for key, value in leaves.items() if any(
-            key == k or key.startswith(f"{k}.") for k in keys)}  # fmt: skip
+    if keys:  # in the declared order
+        leaves = {
+            leaf: value for k in keys for leaf, value in leaves.items()
+            if leaf == k or leaf.startswith(f"{k}.")
+        }  # fmt: skip
     parts = [f"{key} {value:.4g}" for key, value in list(leaves.items())[:limit]]
     return ", ".join(parts)
 
