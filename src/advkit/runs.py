@@ -87,11 +87,35 @@ def load_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def threat_of(
+    meta: dict[str, Any] | Any, eps: str | float | None, norm: str | None, *, purpose: str
+) -> tuple[float, str]:
+    """The radius and norm to ``purpose`` ("evaluate", "analyse") a model at: ``eps``/``norm``
+    (as given on the command line) where given, else the run's own threat model; a ConfigError
+    for a run trained without a budget and no ``eps``."""
+    from advkit.config_values import ConfigError, parse_eps
+    from advkit.threat import check_budget
+
+    threat = meta.get("threat") or {}
+    norm = norm or threat.get("norm") or "linf"
+    if eps is not None:
+        value = parse_eps(eps)
+    elif threat.get("eps"):
+        value = float(threat["eps"])
+    else:
+        raise ConfigError(
+            "this run was trained without a perturbation budget (eps 0); choose the radius to "
+            f"{purpose} at with --eps, e.g. --eps 8/255"
+        )
+    check_budget(value, norm, name="--eps" if eps is not None else "eps", allow_zero=False)
+    return value, norm
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The trained model in eval mode, taking inputs in [0, 1] (normalization is inside); a model
     given as a file is rebuilt from the copy in the run folder (``model_source/``)."""
     from advkit.models import create_model
-    from advkit.models.reference import rebuild_reference
+    from advkit.models.model_source import rebuild_reference
     from advkit.training.checkpoint import load_weights, load_weights_into
 
     weights_path, meta_path = model_paths(path)

@@ -85,7 +85,7 @@ def decoded(monkeypatch) -> list:
         seen.append(path)
         return original(path, mode, size)
 
-    monkeypatch.setattr("advkit.data.streaming.decode_image", counting)
+    monkeypatch.setattr("advkit.data.items.decode_image", counting)
     monkeypatch.setattr(image_folder, "decode_image", counting)
     return seen
 

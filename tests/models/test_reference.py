@@ -11,15 +11,9 @@ from torch import nn
 
 from advkit.config import ConfigError, TrainConfig
 from advkit.models import NormalizedModel, create_model
-from advkit.models.reference import (
-    ModelReferenceError,
-    ModelSource,
-    check_output,
-    model_source,
-    parse_reference,
-    rebuild_reference,
-    resolve_factory,
-)
+from advkit.models.model_source import ModelSource, model_source, rebuild_reference
+from advkit.models.reference import ModelReferenceError, parse_reference, resolve_factory
+from advkit.models.user_factory import check_output
 from tests.models.user_models import write_model
 
 

@@ -28,6 +28,34 @@ def new_figure(size: tuple[float, float]) -> Any:
     return figure
 
 
+def figure_and_axes(width: float, height: float, ncols: int = 1) -> tuple[Any, list]:
+    """A :func:`new_figure` of ``width`` x ``height`` inches and its row of ``ncols`` axes."""
+    fig = new_figure((width, height))
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
+
+
+def epoch_axis(axes: Any) -> None:
+    """Epochs are whole numbers: ticks on them only."""
+    from matplotlib.ticker import MaxNLocator
+
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def layer_ticks(axes: Any, names: list[str]) -> None:
+    """Module paths as slanted tick labels under their bars."""
+    axes.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize="small")
+
+
+def grouped_bars(axes: Any, series: dict[str, list[float]]) -> None:
+    """Several runs' bars side by side at each position 0, 1, ...: ``series`` maps a legend
+    label to one value per position."""
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        positions = [j - 0.4 + width * (i + 0.5) for j in range(len(values))]
+        axes.bar(positions, values, width=width, label=label)
+
+
 def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``figure`` as a PNG at ``path`` (its folder created)."""
     path = Path(path)

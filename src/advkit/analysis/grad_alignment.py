@@ -16,7 +16,8 @@ import torch
 
 from advkit.alignment import measure_alignment
 from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
-from advkit.analysis.measure import BATCH_SIZE, fraction, new_figure
+from advkit.analysis.figures import figure_and_axes
+from advkit.analysis.measure import BATCH_SIZE, fraction
 from advkit.humanize import format_eps
 from advkit.noise import sample_noise
 
@@ -53,7 +54,7 @@ def compare(results: dict[str, AnalysisResult]) -> dict[str, Any]:
     shown = {label: r for label, r in results.items() if r.summary.get("histogram")}
     if not shown:
         return {}
-    fig, (axes,) = new_figure(7, 4)
+    fig, (axes,) = figure_and_axes(7, 4)
     for label, result in shown.items():
         _draw(axes, result.summary["histogram"], f"{label} (mean {result.summary['mean']:.3f})")
     low = min(_lowest(r.summary["histogram"]) for r in shown.values())
@@ -94,7 +95,7 @@ def grad_alignment(ctx: AnalysisContext) -> AnalysisResult:
         "norm": ctx.norm,
         "histogram": _histogram(cos),
     }
-    fig, (axes,) = new_figure(6, 4)
+    fig, (axes,) = figure_and_axes(6, 4)
     _draw(axes, summary["histogram"])
     axes.axvline(
         summary["mean"], color="black", linestyle="--", label=f"mean {summary['mean']:.3f}"

@@ -32,12 +32,11 @@ from torch import Tensor, nn
 
 from advkit import runs
 from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
+from advkit.analysis.figures import figure_and_axes, grouped_bars, layer_ticks
 from advkit.analysis.measure import (
     attack_name,
     fraction,
-    layer_ticks,
     logits_of,
-    new_figure,
     pgd_inputs,
 )
 
@@ -186,7 +185,7 @@ def _initial_weights(ctx: AnalysisContext) -> tuple[dict[str, Tensor] | None, st
 def _bars(entries: list[dict[str, Any]]) -> Any:
     """Criticality, clean and robust accuracy drop per layer, both variants side by side."""
     names = [e["name"] for e in entries]
-    fig, axes_row = new_figure(max(13.0, 0.45 * len(names) * 3), 4.8, ncols=3)
+    fig, axes_row = figure_and_axes(max(13.0, 0.45 * len(names) * 3), 4.8, ncols=3)
     panels = [("criticality", "criticality (0-100)"), ("accuracy_drop", "clean accuracy drop"),
               ("robust_accuracy_drop", "robust accuracy drop")]  # fmt: skip
     x = list(range(len(names)))
@@ -257,12 +256,12 @@ def compare(results: dict[str, AnalysisResult]) -> dict[str, Any]:
         names += [e["name"] for e in result.summary.get("layers", []) if e["name"] not in names]
     if not names:
         return {}
-    width = 0.8 / max(len(results), 1)
-    fig, (axes,) = new_figure(max(7.0, 0.6 * len(names) * len(results)), 4.2)
-    for i, (label, result) in enumerate(results.items()):
+    fig, (axes,) = figure_and_axes(max(7.0, 0.6 * len(names) * len(results)), 4.2)
+    series = {}
+    for label, result in results.items():
         values = {e["name"]: e.get("criticality") for e in result.summary.get("layers", [])}
-        axes.bar([j - 0.4 + width * (i + 0.5) for j in range(len(names))],
-                 [values.get(n) or 0.0 for n in names], width=width, label=label)  # fmt: skip
+        series[label] = [values.get(n) or 0.0 for n in names]
+    grouped_bars(axes, series)
     layer_ticks(axes, names)
     axes.set_ylabel("criticality (re-randomized, 0-100)")
     axes.grid(axis="y", alpha=0.3)

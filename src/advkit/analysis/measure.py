@@ -7,7 +7,7 @@ them is the models', not the noise's). The caller's global RNG is left as it was
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from advkit.attacks import pgd
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 #: Images per forward pass or attack batch.
 BATCH_SIZE = 256
@@ -55,28 +55,6 @@ def attack_name(eps: float, norm: str, steps: int) -> str:
     if eps <= 0 or steps < 1:
         return "none (clean inputs)"
     return f"PGD-{steps} ({norm}, eps {format_eps(eps)}, step 2.5*eps/{steps}, random start)"
-
-
-def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
-    """A matplotlib figure (Agg, outside pyplot's registry: nothing to close) and its axes."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
-
-
-def epoch_axis(axes: Any) -> None:
-    """Epochs are whole numbers: ticks on them only."""
-    from matplotlib.ticker import MaxNLocator
-
-    axes.set_xlabel("epoch")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def layer_ticks(axes: Any, names: list[str]) -> None:
-    """Module paths as slanted tick labels under their bars."""
-    axes.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize="small")
 
 
 def fraction(value: float | None, digits: int = 4) -> float | None:

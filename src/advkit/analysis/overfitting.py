@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
-from advkit.analysis.measure import epoch_axis, fraction, new_figure
+from advkit.analysis.figures import epoch_axis, figure_and_axes
+from advkit.analysis.measure import fraction
 
 #: The splits read from each record: (name in the summary, metrics prefix, legend).
 SPLITS = (("train", "train_sample_", "train sample"), ("val", "val_", "validation"),
@@ -80,7 +81,7 @@ def compare(results: dict[str, AnalysisResult]) -> dict[str, Any]:
     shown = {label: r for label, r in results.items() if r.summary.get("per_epoch")}
     if not shown:
         return {}
-    fig, (acc, gap) = new_figure(11, 4, ncols=2)
+    fig, (acc, gap) = figure_and_axes(11, 4, ncols=2)
     for label, result in shown.items():
         rows = result.summary["per_epoch"]
         line = acc.plot(*_series(rows, "val_pgd"), marker="o", label=label)[0]
@@ -120,7 +121,7 @@ def overfitting(ctx: AnalysisContext) -> AnalysisResult:
 
 def _curves(rows: list[dict[str, Any]], summary: dict[str, Any]) -> Any:
     """Accuracy (clean dashed, PGD solid, one colour per split), loss, and the gap per epoch."""
-    fig, (acc, loss, gap) = new_figure(15, 4, ncols=3)
+    fig, (acc, loss, gap) = figure_and_axes(15, 4, ncols=3)
     colours = {"train": "tab:green", "val": "tab:blue", "test": "tab:gray"}
     for split, _, legend in SPLITS:
         for name, style, axes in (("clean", "--", acc), ("pgd", "-", acc),

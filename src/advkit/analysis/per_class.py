@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
-from advkit.analysis.measure import attack_name, fraction, logits_of, new_figure, pgd_inputs
+from advkit.analysis.figures import figure_and_axes, grouped_bars
+from advkit.analysis.measure import attack_name, fraction, logits_of, pgd_inputs
 
 DEFAULT_STEPS = 10
 #: ``purpose`` of the attack's random starts.
@@ -35,13 +36,14 @@ def compare(results: dict[str, AnalysisResult]) -> dict[str, Any]:
         return {}
     first = next(iter(shown.values())).summary["per_class"]
     names = [entry["name"] for entry in first]
-    width = 0.8 / len(shown)
-    fig, (axes,) = new_figure(max(7.0, 0.5 * len(names) * len(shown)), 4.2)
-    for i, (label, result) in enumerate(shown.items()):
+    fig, (axes,) = figure_and_axes(max(7.0, 0.5 * len(names) * len(shown)), 4.2)
+    series = {}
+    for label, result in shown.items():
         robust = {e["class"]: e["robust"] for e in result.summary["per_class"]}
-        axes.bar([c - 0.4 + width * (i + 0.5) for c in range(len(names))],
-                 [robust.get(c) or 0.0 for c in range(len(names))], width=width,
-                 label=f"{label} ({result.summary['robust']:.1%})")  # fmt: skip
+        series[f"{label} ({result.summary['robust']:.1%})"] = [
+            robust.get(c) or 0.0 for c in range(len(names))
+        ]
+    grouped_bars(axes, series)
     axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
     axes.set_ylim(0, 1)
     axes.set_ylabel("robust accuracy")
@@ -96,7 +98,7 @@ def _figure(summary: dict[str, Any], names: list[str]) -> Any:
     """Bars of clean and robust accuracy per class (left), the row-normalized confusion matrix
     under attack (right: true class down, predicted class across)."""
     entries = summary["per_class"]
-    fig, (bars, heat) = new_figure(13, 5, ncols=2)
+    fig, (bars, heat) = figure_and_axes(13, 5, ncols=2)
     x = range(len(entries))
     bars.bar([i - 0.2 for i in x], [e["clean"] or 0.0 for e in entries], width=0.4,
              label=f"clean ({summary['clean']:.1%})")  # fmt: skip

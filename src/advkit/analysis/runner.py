@@ -28,10 +28,9 @@ from torch import nn
 
 from advkit import runs
 from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult, AnalysisSkipped
-from advkit.config_values import ConfigError, coerce_value, parse_eps
+from advkit.config_values import ConfigError, coerce_value
 from advkit.errors import CorruptFileError
 from advkit.evaluation.outputs import weights_fingerprint
-from advkit.threat import check_budget
 
 #: Test points analysed by default: the whole default ``advkit analyze`` of a Fashion-MNIST
 #: cnn-small run stays within a minute on 2 CPU cores.
@@ -146,23 +145,6 @@ def run_folder(path: str | Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def resolve_threat(meta: Mapping[str, Any], eps: str | None, norm: str | None) -> tuple[float, str]:
-    """The radius and norm to analyse at: ``--eps``/``--norm``, else the run's own."""
-    threat = meta.get("threat") or {}
-    norm = norm or threat.get("norm") or "linf"
-    if eps is not None:
-        value = parse_eps(eps)
-    elif threat.get("eps"):
-        value = float(threat["eps"])
-    else:
-        raise ConfigError(
-            "this run was trained without a perturbation budget (eps 0); choose the radius to "
-            "analyse at with --eps, e.g. --eps 8/255"
-        )
-    check_budget(value, norm, name="--eps" if eps is not None else "eps", allow_zero=False)
-    return value, norm
-
-
 def load_history(folder: Path) -> list[dict[str, Any]]:
     """The run's metrics.jsonl records, one per epoch (empty when it has none)."""
     path = folder / runs.METRICS_FILE
@@ -246,7 +228,7 @@ def load_run(
         raise ConfigError("--examples and --batch-size must be at least 1 (counts of images)")
     folder = run_folder(path)
     meta = runs.load_metadata(path)
-    value, norm_name = resolve_threat(meta, eps, norm)
+    value, norm_name = runs.threat_of(meta, eps, norm, purpose="analyse")
     device = torch.device(device)
     model = runs.load_model(path, device)
     splits = runs.load_test_data(meta, dataset=dataset, data_dir=data_dir)

@@ -186,7 +186,7 @@ def _evaluate_in(args: argparse.Namespace, world: World) -> int:
         return _evaluate_external(args, world, started)
     meta = runs.load_metadata(args.run)
     run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
-    eps, norm = _threat(args, meta)
+    eps, norm = runs.threat_of(meta, args.eps, args.norm, purpose="evaluate")
     if args.n_examples < 1 or args.batch_size < 1:
         raise ValueError("--n-examples and --batch-size must be at least 1 (counts of images)")
     if not 0 < args.confidence < 1:
@@ -210,7 +210,7 @@ def _evaluate_in(args: argparse.Namespace, world: World) -> int:
 def _evaluate_external(args: argparse.Namespace, world: World, started: float) -> int:
     """``--model REF --weights FILE --dataset NAME``: outputs in ``--out`` (or beside the
     weights, ``eval_external.output_folder``), the report naming REF and the weights."""
-    eps, norm = _threat(args, {})
+    eps, norm = runs.threat_of({}, args.eps, args.norm, purpose="evaluate")
     if args.n_examples < 1 or args.batch_size < 1:
         raise ValueError("--n-examples and --batch-size must be at least 1 (counts of images)")
     sweep_eps = parse_eps_list(args.sweep, norm) if args.sweep else None
@@ -302,22 +302,6 @@ def parse_eps_list(text: str, norm: str | None = None) -> list[float]:
         if norm is not None:
             check_budget(value, norm, name="--sweep radius")
     return values
-
-
-def _threat(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[float, str]:
-    threat = meta.get("threat") or {}
-    norm = args.norm or threat.get("norm") or "linf"
-    if args.eps is not None:
-        eps = parse_eps(args.eps)
-    elif threat.get("eps"):
-        eps = float(threat["eps"])
-    else:
-        raise ValueError(
-            "this run was trained without a perturbation budget (eps 0); choose the radius to "
-            "evaluate with --eps, e.g. --eps 8/255"
-        )
-    check_budget(eps, norm, name="--eps" if args.eps is not None else "eps", allow_zero=False)
-    return eps, norm
 
 
 class _Bar:

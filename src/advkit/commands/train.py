@@ -16,7 +16,8 @@ from advkit.data.loading_path import cannot_stream
 from advkit.distributed.world import World, current_rank, restarted
 from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
-from advkit.models.reference import check_factory, is_user_model
+from advkit.models.reference import is_user_model
+from advkit.models.user_factory import check_factory
 from advkit.recipes import recipe_names
 from advkit.runlock import hold_run
 from advkit.training import TrainingInterrupted, train

@@ -5,6 +5,7 @@
 >>> for x, y in iterate_batches(splits.train, 128, order=order): ...  # doctest: +SKIP
 """
 
+from advkit.data.batch_reader import BatchReader
 from advkit.data.batching import (
     AUGMENTATIONS,
     augment_batch,
@@ -13,12 +14,11 @@ from advkit.data.batching import (
     num_batches,
 )
 from advkit.data.errors import DataError, DataNotFoundError
+from advkit.data.items import ImageFiles
 from advkit.data.loading import load_dataset
 from advkit.data.readers import ArrayPair
 from advkit.data.specs import DATASETS, ENV_VAR, DatasetSpec, get_spec, resolve_data_dir
 from advkit.data.streaming import (
-    BatchReader,
-    ImageFiles,
     StreamingData,
     StreamingSplits,
     can_stream,

@@ -5,8 +5,9 @@ Nothing is decoded up front: an image folder is listed and its headers read (siz
 labels come from the folder names. A split (:class:`StreamingData`) is a view of a source's
 items; the validation split is held out by the rule of ``load_dataset`` (the same examples for
 the same seed), and only what is evaluated is decoded into a :class:`TensorData` (``take``).
-Training batches go through a :class:`BatchReader`: a ``DataLoader`` whose worker processes each
-decode a whole batch of the indices it is handed, kept alive across epochs.
+Training batches go through a :class:`~advkit.data.batch_reader.BatchReader`; the items it reads
+are :mod:`advkit.data.items`'. This module holds the splits, their statistics and the choice of
+source for a dataset name.
 
     >>> source = StreamingData.from_dataset(my_dataset)            # doctest: +SKIP
     >>> splits = stream_splits(source, val_size=1000, seed=0)      # doctest: +SKIP
@@ -15,24 +16,20 @@ decode a whole batch of the indices it is handed, kept alive across epochs.
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
-import os
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
 
+from advkit.data.batch_reader import BatchReader
 from advkit.data.errors import DataError
+from advkit.data.items import ImageFiles, Items, as_image
 from advkit.data.loading import load_dataset, split_indices
-from advkit.data.readers import decode_image, index_image_folder
+from advkit.data.readers import index_image_folder
 from advkit.data.specs import get_spec, resolve_data_dir
 from advkit.data.tensors import (
     STATS_CHUNK,
@@ -48,216 +45,6 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 TAKE_BATCH = 256
 
 
-class ImageFiles(Dataset):
-    """An image folder's files as a map-style Dataset: item ``i`` is ``(uint8 (C, H, W) array,
-    label)``, decoded when asked, by the decoder of the in-memory reader (same pixels)."""
-
-    def __init__(
-        self, items: Sequence[tuple[Path, int]], mode: str, size: tuple[int, int], root: Path
-    ) -> None:
-        self.items = list(items)
-        self.mode = mode
-        self.size = size
-        self.root = root
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        path, label = self.items[i]
-        return decode_image(path, self.mode, self.size), label
-
-    def read_into(self, out: np.ndarray, indices: Sequence[int]) -> None:
-        """Decode the items at ``indices`` into ``out`` (len(indices), C, H, W), uint8."""
-        for k, i in enumerate(indices):
-            out[k] = decode_image(self.items[i][0], self.mode, self.size)
-
-    def identity(self, indices: Tensor) -> str:
-        """A checksum of the files at ``indices`` in order: their names under the folder's root
-        (so a moved folder is the same data), byte sizes and labels; no pixels."""
-        digest = hashlib.sha256()
-        for i in indices.tolist():
-            path, label = self.items[i]
-            name = os.path.relpath(path, self.root)
-            digest.update(f"{name}\t{path.stat().st_size}\t{label}\n".encode())
-        return digest.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class _Failed:
-    """A worker's error, carried back as a value so the main process raises it in one line."""
-
-    message: str
-
-
-def _as_image(image: Any, where: str) -> Tensor:
-    """One item's image as a (C, H, W) tensor: uint8 as it is, floats as float32 in [0, 1]."""
-    if isinstance(image, Image.Image):
-        pixels = np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
-        image = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    if isinstance(image, np.ndarray):  # torch shares only writable, contiguous memory
-        writable = image.flags.writeable and image.flags.c_contiguous
-        image = torch.from_numpy(image if writable else np.array(image))
-    if not isinstance(image, Tensor):
-        raise DataError(
-            f"{where} is a {type(image).__name__}; return the image as a tensor, numpy array "
-            "or PIL image"
-        )
-    if image.dim() == 2:
-        image = image[None]
-    if image.dim() != 3:
-        raise DataError(
-            f"{where} has shape {tuple(image.shape)}; return (C, H, W) or (H, W) images"
-        )
-    if image.dtype == torch.uint8:
-        return image
-    if not image.is_floating_point():
-        raise DataError(
-            f"{where} has dtype {image.dtype}; return uint8 (0..255) or float in [0, 1] images"
-        )
-    image = image.to(torch.float32)
-    if image.numel() and not (torch.isfinite(image).all() and 0 <= image.min() <= image.max() <= 1):
-        raise DataError(
-            f"{where} holds values in {float(image.min()):.4g}..{float(image.max()):.4g}; float "
-            "images must lie in [0, 1] (divide 0-255 values by 255)"
-        )
-    return image
-
-
-class _Items(Dataset):
-    """A source as the DataLoader workers read it: a list of source indices in, one collated
-    ``(images, labels)`` batch out (or a :class:`_Failed`)."""
-
-    def __init__(
-        self, dataset: Any, labels: Tensor, image_shape: tuple[int, ...], dtype: torch.dtype,
-        name: str,
-    ) -> None:  # fmt: skip
-        self.dataset = dataset
-        self.labels = labels
-        self.image_shape = tuple(image_shape)
-        self.dtype = dtype
-        self.name = name
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def item(self, i: int) -> Tensor:
-        where = f"item {i} of {self.name}"
-        try:
-            image, label = self.dataset[i]
-        except DataError:
-            raise
-        except Exception as exc:  # a user Dataset's own failure, reported in one line
-            raise DataError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
-        image = _as_image(image, where)
-        if tuple(image.shape) != self.image_shape or image.dtype != self.dtype:
-            raise DataError(
-                f"{where} is a {image.dtype} {tuple(image.shape)} image but the others are "
-                f"{self.dtype} {self.image_shape}; every image must share one shape and dtype"
-            )
-        try:
-            label = int(label)
-        except (TypeError, ValueError):
-            raise DataError(f"{where} has label {label!r}; labels must be ints") from None
-        if label != int(self.labels[i]):
-            raise DataError(
-                f"{where} has label {label} but {int(self.labels[i])} was read before: the "
-                "dataset must return the same item for an index every time"
-            )
-        return image
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.item(i), self.labels[i]
-
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor] | _Failed:
-        images = torch.empty((len(indices), *self.image_shape), dtype=self.dtype)
-        try:
-            if isinstance(self.dataset, ImageFiles):  # decoded straight into the batch
-                self.dataset.read_into(images.numpy(), indices)
-            else:
-                for k, i in enumerate(indices):
-                    images[k] = self.item(i)
-        except DataError as error:
-            return _Failed(str(error))
-        return images, self.labels[torch.as_tensor(indices, dtype=torch.long)]
-
-
-def _as_is(batch: Any) -> Any:
-    return batch
-
-
-class _Plan(Sampler[list[int]]):
-    """The batch sampler of a :class:`BatchReader`: the batches it is told to read, in order."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Fork on Linux (DataLoader's own default there): workers start in milliseconds and inherit
-    the source (a folder's listing of a million files) instead of unpickling it, even in a
-    process that was itself spawned (whose default would then be spawn, seconds a worker).
-    Elsewhere the platform's default (macOS: spawn; fork is unsafe there)."""
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-
-
-class BatchReader:
-    """Reads batches of a source's items through a ``DataLoader``: with ``workers`` > 0, that
-    many worker processes each decode whole batches (persistent: started on the first read,
-    kept until :meth:`close`); with 0, the calling process decodes.
-
-    Workers are seeded from ``seed`` (the loader's own generator; the global RNG is untouched),
-    so a Dataset drawing random numbers draws the same ones in every run.
-    """
-
-    def __init__(
-        self, items: _Items, *, workers: int = 0, pin_memory: bool = False, seed: int = 0
-    ) -> None:
-        if workers < 0:
-            raise DataError(f"data workers must be 0 or more, got {workers}")
-        self.items = items
-        self.workers = workers
-        self._plan = _Plan()
-        self._loader = DataLoader(
-            items, batch_sampler=self._plan, num_workers=workers, collate_fn=_as_is,
-            pin_memory=pin_memory, persistent_workers=workers > 0,
-            generator=torch.Generator().manual_seed(seed),
-            multiprocessing_context=_worker_context() if workers else None,
-        )  # fmt: skip
-        self._reading: Iterator[tuple[Tensor, Tensor]] | None = None
-
-    def read(self, batches: Sequence[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
-        """``(images, labels)`` of each batch of source indices, in order (images uint8 or
-        float32 (n, C, H, W) on the CPU, pinned when asked)."""
-        self._reading = self._read([b.tolist() for b in batches])
-        return self._reading
-
-    def _read(self, batches: list[list[int]]) -> Iterator[tuple[Tensor, Tensor]]:
-        self._plan.batches = batches
-        for out in self._loader:
-            if isinstance(out, _Failed):
-                raise DataError(out.message)
-            yield out
-
-    def close(self) -> None:
-        """Stop the worker processes (a later read starts them again)."""
-        if self._reading is not None:
-            self._reading.close()  # releases its hold on the loader's iterator
-            self._reading = None
-        iterator = getattr(self._loader, "_iterator", None)
-        if iterator is not None:
-            shutdown = getattr(iterator, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
-            self._loader._iterator = None
-
-
 class StreamingData:
     """A split of a map-style source read item by item: its labels (known without decoding),
     the images' (C, H, W) shape and dtype, and the source indices of its examples.
@@ -266,7 +53,7 @@ class StreamingData:
     :func:`image_folder_sources`; ``take`` decodes examples into a :class:`TensorData`.
     """
 
-    def __init__(self, items: _Items, indices: Tensor | None = None, source: str = "") -> None:
+    def __init__(self, items: Items, indices: Tensor | None = None, source: str = "") -> None:
         self.items = items
         self.indices = torch.arange(len(items)) if indices is None else indices.to(torch.long).cpu()
         self.labels = items.labels[self.indices]
@@ -302,8 +89,8 @@ class StreamingData:
         if labels is None:
             labels = [dataset[i][1] for i in range(count)]
         labels = _label_tensor(labels, count, name)
-        image = _as_image(dataset[0][0], f"item 0 of {name}")
-        items = _Items(dataset, labels, tuple(image.shape), image.dtype, name)
+        image = as_image(dataset[0][0], f"item 0 of {name}")
+        items = Items(dataset, labels, tuple(image.shape), image.dtype, name)
         return cls(items)
 
     def __len__(self) -> int:
@@ -384,7 +171,7 @@ def image_folder_sources(root: Path) -> tuple[StreamingData, StreamingData, list
         labels = torch.tensor([label for _, label in items], dtype=torch.long)
         files = ImageFiles(items, index.mode, index.size, root)
         return StreamingData(
-            _Items(files, labels, index.image_shape, torch.uint8, str(root / split))
+            Items(files, labels, index.image_shape, torch.uint8, str(root / split))
         )
 
     return source(index.train, "train"), source(index.test, "test"), index.classes

@@ -7,7 +7,6 @@ per-sample augmentation. A validation split is held out of the training data whe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ def as_tensor_data(data: Any, what: str = "data") -> TensorData:
     a map-style ``Dataset`` of (image, label) items, or a ``DataLoader`` over one.
 
     Images are (N, C, H, W) or (N, H, W) (numpy also (N, H, W, C)), uint8 or float in [0, 1].
-    A Dataset is read once, item by item, into memory.
+    A Dataset is read once into memory.
     """
     if isinstance(data, TensorData):
         return data
@@ -97,33 +96,12 @@ def _labels(labels: Any, n: int, what: str) -> Tensor:
 
 
 def _read_dataset(dataset: Dataset, what: str) -> TensorData:
-    """Every (image, label) item of a map-style Dataset, stacked into memory."""
-    try:
-        n = len(dataset)  # type: ignore[arg-type]
-    except TypeError:
-        raise DataError(f"{what}: the Dataset has no __len__; give it one") from None
-    if n == 0:
-        raise DataError(f"{what}: the Dataset is empty")
-    images: list[Tensor] = []
-    labels: list[int] = []
-    for i in range(n):
-        item = dataset[i]
-        if not isinstance(item, Sequence) or len(item) != 2:
-            raise DataError(
-                f"{what}: item {i} of the Dataset is {type(item).__name__}; it must be an "
-                "(image, label) pair"
-            )
-        image = torch.as_tensor(np.asarray(item[0]) if not isinstance(item[0], Tensor) else item[0])
-        images.append(image[None] if image.dim() == 2 else image)
-        labels.append(int(item[1]))
-    shapes = {tuple(x.shape) for x in images}
-    dtypes = {x.dtype for x in images}
-    if len(shapes) > 1 or len(dtypes) > 1:
-        raise DataError(
-            f"{what}: the Dataset's images differ in shape or dtype ({sorted(map(str, shapes))}, "
-            f"{sorted(map(str, dtypes))}); resize them to one (C, H, W) and one dtype"
-        )
-    return _from_arrays(torch.stack(images), torch.tensor(labels), what)
+    """Every (image, label) item of a map-style Dataset, decoded into memory by the streaming
+    path's reader (the same checks of every item)."""
+    from advkit.data.streaming import StreamingData
+
+    source = StreamingData.from_dataset(dataset, name=what)
+    return source.take(torch.arange(len(source)))
 
 
 def user_splits(

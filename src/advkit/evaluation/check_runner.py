@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advkit.data.tensors import unit_float
 from advkit.evaluation.cost import CALL_COST, count_forwards
-from advkit.evaluation.evaluate import Progress, ProgressFn, model_device, to_unit_float
+from advkit.evaluation.evaluate import Progress, ProgressFn, model_device
 from advkit.registry import Registry
 
 #: ``--checks`` levels: "none" runs no check; see the module docstring for the other two.
@@ -170,7 +171,7 @@ def check_all(
     _check_level(context.level)
     device = model_device(context.model)
     context = replace(
-        context, inputs=to_unit_float(context.inputs).to(device), labels=context.labels.to(device)
+        context, inputs=unit_float(context.inputs).to(device), labels=context.labels.to(device)
     )
     names = list(CHECKS.names() if names is None else names)
     names.sort(key=lambda name: bool(CHECKS.meta(name).get("last")))

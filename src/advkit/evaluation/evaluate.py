@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from advkit.attacks import AttackStage, attack_mode, cascade
+from advkit.data.tensors import unit_float
 from advkit.distributed import World
 from advkit.evaluation.state import EvalState
 from advkit.evaluation.suites import AttackEntry, Suite, build_suite
@@ -240,7 +241,7 @@ class _Runner:
         return predict(self.model, adversarial).eq(labels).cpu()
 
     def _batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        return to_unit_float(self.images[index]).to(self.device), self.labels[index].to(self.device)
+        return unit_float(self.images[index]).to(self.device), self.labels[index].to(self.device)
 
     @contextmanager
     def _seeded(self, phase: str, chunk: int) -> Iterator[None]:
@@ -283,13 +284,6 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return torch.device("cpu")
-
-
-def to_unit_float(images: Tensor) -> Tensor:
-    """uint8 images to float in [0, 1]; float images unchanged."""
-    if images.dtype == torch.uint8:
-        return images.float().div_(255)
-    return images.float()
 
 
 def _as_tensors(inputs_or_data: Any, labels: Tensor | None) -> tuple[Tensor, Tensor]:

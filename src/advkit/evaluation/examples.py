@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advkit.evaluation.evaluate import model_device, predict, to_unit_float
+from advkit.data.tensors import unit_float
+from advkit.evaluation.evaluate import model_device, predict
 from advkit.evaluation.suites import Suite
 
 
@@ -29,7 +30,7 @@ def attack_examples(
     """Run the suite's example attack on the first ``count`` correctly classified inputs (the
     first ``count`` inputs if too few are correct)."""
     device = model_device(model)
-    inputs, labels = to_unit_float(inputs).to(device), labels.to(device)
+    inputs, labels = unit_float(inputs).to(device), labels.to(device)
     correct = predict(model, inputs).eq(labels).nonzero().squeeze(1)
     index = (
         correct[:count] if len(correct) else torch.arange(min(count, len(labels)), device=device)

@@ -27,7 +27,7 @@ from advkit.evaluation.provenance import file_sha256
 from advkit.evaluation.session import Evaluation, run_evaluation
 from advkit.evaluation.suites import Suite, build_suite
 from advkit.models import NormalizedModel, create_model
-from advkit.models.reference import check_output
+from advkit.models.user_factory import check_output
 
 #: Files read with safetensors; the others with torch.load(weights_only=True).
 SAFETENSORS = ".safetensors"

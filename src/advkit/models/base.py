@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from advkit.models.reference import ModelReferenceError, build_user_model, parse_reference
+from advkit.models.reference import ModelReferenceError, parse_reference
+from advkit.models.user_factory import build_user_model
 from advkit.registry import Registry
 
 #: ``factory(num_classes: int, in_channels: int, **kwargs) -> nn.Module`` returning logits.

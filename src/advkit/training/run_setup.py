@@ -17,7 +17,8 @@ from advkit.config_resume import resume_changes
 from advkit.data import DataSplits, StreamingSplits
 from advkit.distributed import World
 from advkit.models import NormalizedModel, create_model
-from advkit.models.reference import ModelSource, check_output
+from advkit.models.model_source import ModelSource
+from advkit.models.user_factory import check_output
 from advkit.runlock import hold_run
 
 

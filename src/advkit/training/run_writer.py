@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from advkit import runs
 from advkit.config import TrainConfig, save_config
 from advkit.models.exported import EXPORT_FILE, export_model
-from advkit.models.reference import ModelSource
+from advkit.models.model_source import ModelSource
 from advkit.training.checkpoint import (
     atomic_write,
     load_weights,

@@ -41,7 +41,7 @@ from advkit.distributed.compression import attach_communication
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import NormalizedModel
 from advkit.models.exported import is_in_process
-from advkit.models.reference import model_source
+from advkit.models.model_source import model_source
 from advkit.noise import sample_noise
 from advkit.training.batches import METHOD_NOISE, Batch
 from advkit.training.checkpoint import load_state

@@ -82,13 +82,17 @@ def clean_and_pgd(
     steps: int = 10,
     batch_size: int = 256,
     world: World | None = None,
+    losses: bool = True,
 ) -> dict[str, float]:
-    """Accuracy and mean CE, clean and under PGD-``steps`` (step 2.5 * eps / steps): keys
-    clean, pgd, clean_loss, pgd_loss (at eps 0, PGD is the clean input). Model in eval mode."""
+    """Accuracy (and with ``losses`` mean CE), clean and under PGD-``steps`` (step
+    2.5 * eps / steps): keys clean, pgd[, clean_loss, pgd_loss] (at eps 0, PGD is the clean
+    input). Model in eval mode."""
     attacks = {"pgd": partial(pgd, eps=eps, norm=norm, steps=steps)} if eps > 0 else {}
-    result = accuracies(model, data, attacks, batch_size, world, losses=True)
+    result = accuracies(model, data, attacks, batch_size, world, losses=losses)
     if eps <= 0:
-        result |= {"pgd": result["clean"], "pgd_loss": result["clean_loss"]}
+        result["pgd"] = result["clean"]
+        if losses:
+            result["pgd_loss"] = result["clean_loss"]
     return result
 
 
@@ -103,6 +107,8 @@ def robust_accuracy(
     world: World | None = None,
 ) -> tuple[float, float]:
     """(clean accuracy, accuracy under PGD-``steps`` with step 2.5 * eps / steps), model in eval."""
-    attacks = {"pgd": partial(pgd, eps=eps, norm=norm, steps=steps)} if eps > 0 else {}
-    result = accuracies(model, data, attacks, batch_size, world)
-    return result["clean"], result.get("pgd", result["clean"])
+    result = clean_and_pgd(
+        model, data, eps=eps, norm=norm, steps=steps, batch_size=batch_size, world=world,
+        losses=False,
+    )  # fmt: skip
+    return result["clean"], result["pgd"]
