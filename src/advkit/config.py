@@ -41,7 +41,7 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
 }
 
 #: Optional fields whose unset value is chosen at run time: "auto" reads as unset (None).
-AUTO_FIELDS = frozenset({"data_workers"})
+AUTO_FIELDS = frozenset({"data_workers", "eps_warmup_epochs"})
 
 
 @dataclass
@@ -65,7 +65,7 @@ class TrainConfig:
     method: str = "pgd"
     norm: str = "linf"
     eps: float = 0.1
-    eps_warmup_epochs: float = 0.0
+    eps_warmup_epochs: float | None = None  # None: auto (training.eps_schedule); 0: off
     steps: int | None = None  # None: the method's own (pgd 7, trades 10)
     step_size: float | None = None
     attack_train_mode: bool = False
@@ -148,6 +148,8 @@ class TrainConfig:
                         "clean_weight"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
+            if value is None and name in AUTO_FIELDS:
+                continue
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         if self.lr <= 0:

@@ -84,7 +84,11 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "method": ("training method (see advkit methods)", {}),
     "norm": ("threat model", {}),
     "eps": ("perturbation radius in [0,1] pixel units, e.g. 0.1 or 8/255", {}),
-    "eps_warmup_epochs": ("ramp eps linearly from 0 over this many epochs", {}),
+    "eps_warmup_epochs": (
+        "ramp eps linearly from 0 over this many epochs (passes) at the start, so that the model "
+        "learns before the attack is at full strength; 0 turns it off",
+        {"default": "auto: a quarter of the passes, at most 5"},
+    ),
     "steps": (
         "attack steps per batch for pgd and trades (count)",
         {"default": "the method's own: 7 for pgd, 10 for trades"},
@@ -388,8 +392,25 @@ def summarize(meta: dict[str, Any], run_dir: Path) -> str:
         f"{format_duration(meta['train_seconds'])}\n"
         f"selected epoch {meta['selected_epoch']} ({meta['selected']}): validation clean "
         f"{pct(meta['val_clean'])}, PGD {pct(meta['val_pgd'])}\n"
+        f"{health_lines(meta.get('health', []))}"
         f"run folder: {run_dir}  (evaluate: advkit eval {run_dir} --suite paper)"
     )
+
+
+def health_lines(health: list[dict[str, Any]]) -> str:
+    """The run's health findings still true at its end, one warning line each."""
+    lines = []
+    for item in health:
+        if not item.get("still", True):
+            continue
+        epochs = [e for e in item["epochs"] if e]
+        when = f" (epoch{'s' if len(epochs) > 1 else ''} {_span(epochs)})" if epochs else ""
+        lines.append(f"WARNING{when}: {item['message']}\n")
+    return "".join(lines)
+
+
+def _span(epochs: list[int]) -> str:
+    return str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
 
 
 __all__ = ["OPTIONS", "TrainConfig", "add_parser", "run"]

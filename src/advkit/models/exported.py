@@ -3,8 +3,9 @@
 A module handed to ``fit`` has no factory advkit could call again, so the run folder keeps it
 as a ``torch.export`` program (``model.pt2``): its graph and weights, loadable in any process
 (and on any machine with the same torch) without the caller's code and without unpickling.
-The program is frozen in eval mode; the wrapper makes ``train()``/``eval()`` harmless so
-evaluation code can treat it like any model.
+The program is frozen in eval mode: ``eval()`` and ``train(False)`` are harmless, so evaluation
+code treats it like any model, and ``train()`` is refused with what to do instead (as torch's
+own exported modules refuse it), never silently ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from advkit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ def is_in_process(name: str) -> bool:
     return name.startswith(IN_PROCESS_PREFIX)
 
 
+class FrozenModelError(UserError, NotImplementedError):
+    """A model loaded from its exported graph was asked to train."""
+
+
 class ExportedModel(nn.Module):
     """A loaded ``torch.export`` program as a module: inputs in [0, 1] -> logits, eval mode."""
 
@@ -41,8 +48,15 @@ class ExportedModel(nn.Module):
         self.training = False
 
     def train(self, mode: bool = True) -> ExportedModel:
-        """A no-op: the graph is fixed in eval mode (BatchNorm, dropout) and cannot train."""
-        del mode
+        """``train(False)`` is a no-op; ``train()`` is refused: the graph is fixed in eval mode
+        (BatchNorm statistics, dropout) and cannot be trained."""
+        if mode:
+            raise FrozenModelError(
+                f"this model was loaded from its exported graph ({EXPORT_FILE}), which is frozen "
+                "in eval mode and cannot train: to train further, build your module, load the "
+                "run's model.safetensors into it (advkit.training.checkpoint.load_weights; its "
+                "keys are the module's under net.) and pass it to advkit.fit"
+            )
         return self
 
     def forward(self, x: Tensor) -> Tensor:

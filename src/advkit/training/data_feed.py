@@ -10,7 +10,6 @@ run may resume on the other path, and mid-epoch resume is exact on either.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Iterator
 
 import torch
@@ -31,8 +30,6 @@ from advkit.data import (
 from advkit.data.loading_path import LoadingPath, cannot_stream, choose_path
 from advkit.distributed import World
 from advkit.training.batches import Batch, epoch_slices, make_batch, worker_batches
-
-log = logging.getLogger("advkit.train")
 
 
 def open_data(config: TrainConfig) -> DataSplits | StreamingSplits:
@@ -64,9 +61,7 @@ class DataFeed:
         self.device = device
         self.world = world
         path = choose_path(splits, config.data_loading, config.data_workers, device)
-        self.path: LoadingPath = world.broadcast_object(path)
-        if world.is_writer:
-            log.info("%s", self.path.line())
+        self.path: LoadingPath = world.broadcast_object(path)  # said when training starts
         self.reader: BatchReader | None = None
         val_count = torch.arange(min(config.val_examples, len(splits.val)))
         if not isinstance(splits, StreamingSplits):

@@ -41,8 +41,8 @@ def fit(
     train_data: Any,
     *,
     val_data: Any = None,
-    method: str = "trades",
-    eps: float | str = 8 / 255,
+    method: str | None = None,
+    eps: float | str | None = None,
     run_dir: str | Path | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -67,6 +67,8 @@ def fit(
     (``epochs=10``, ``batch_size=256``, ``norm="l2"``, ``ema_decay=0.999``, ...). With
     ``run_dir`` the run is written there (weights, metrics, checkpoints, model.pt2), and
     ``resume=True`` continues it from its last checkpoint (pass the same module class and data).
+    ``method``, ``eps`` and every option left out take ``advkit train``'s defaults (one set of
+    defaults: :class:`advkit.config.TrainConfig`'s).
     """
     _check_options(options)
     if isinstance(train_data, DataLoader) and train_data.batch_size and "batch_size" not in options:
@@ -108,10 +110,11 @@ def fit(
             f"the model returns {outputs} logits but the data has {splits.num_classes} classes; "
             "fix its last layer or num_classes="
         )
+    given = {"method": method, "eps": eps}
     config = load_config(
         overrides={
-            "model": in_process_name(model), "method": method, "eps": eps,
-            "val_size": len(splits.val), **options,
+            "model": in_process_name(model), "val_size": len(splits.val),
+            **{key: value for key, value in given.items() if value is not None}, **options,
         }
     )  # fmt: skip
     return train(config, run_dir, resume=resume, data=splits, model=wrapped)

@@ -26,6 +26,7 @@ from advkit.training.checkpoint import (
     save_weights,
 )
 from advkit.training.epoch_cost import run_totals
+from advkit.training.health import summarize as health_summary
 from advkit.training.metric_logs import MetricLogs
 from advkit.training.optim import scaled_lr
 from advkit.training.plots import plot_curves
@@ -141,6 +142,7 @@ def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
         "data_dir": c.data_dir,
         "class_names": trainer.data.class_names,
         "threat": {"norm": c.norm, "eps": c.eps},
+        "eps_warmup_epochs": trainer.eps_warmup,
         "method": {"name": c.method, **_jsonable(trainer.method.describe())},
         "epochs": trainer.epochs,
         "batch_size": c.batch_size,
@@ -154,6 +156,7 @@ def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
         "selected_epoch": selected_epoch,
         "val_clean": selected.get("val_clean"),
         "val_pgd": selected.get("val_pgd"),
+        "health": health_summary(trainer.history),
         "train_seconds": round(trainer.train_seconds, 2),
         "device": str(trainer.device),
         "torch_version": torch.__version__,

@@ -48,7 +48,9 @@ from advkit.training.checkpoint import load_state
 from advkit.training.data_checks import check_same_data, check_splits, fingerprint
 from advkit.training.data_feed import DataFeed, open_data
 from advkit.training.epoch_cost import EpochCost
+from advkit.training.eps_schedule import ramped_eps, warmup_epochs
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
+from advkit.training.health import RunHealth
 from advkit.training.optim import build_optimizer
 from advkit.training.progress import Progress, diverged_line, epoch_line
 from advkit.training.run_setup import as_used, build_model, changes_on_resume, holding
@@ -178,6 +180,10 @@ class Trainer:
             method=self.method, world=self.world,
         )  # fmt: skip
         self.best = BestModel(self.writer, self.method.adversarial)
+        self.health = RunHealth(
+            self.data.train.labels, self.val_data.labels, self.data.num_classes,
+            self.data.class_names, announce=self.world.is_writer,
+        )  # fmt: skip
         self.epoch_checks: list[dict[str, Any]] = []  # this epoch's mid-epoch guard checks
 
         # Position and history; replaced by a checkpoint on resume.
@@ -263,8 +269,12 @@ class Trainer:
         """Train until ``epochs`` passes are done; returns the selected model and history."""
         with self.hold_run_dir():
             self.writer.start(self.config, self.model_source)
+            if self.world.is_writer:  # here, not when built: a trainer built to plan says nothing
+                log.info("%s", self.feed.path.line())
             if self.global_step == 0:  # a fresh run: the weights it starts from, kept on resume
                 self.writer.initial(self.model.state_dict())
+            if self.epoch == 0:  # epoch 1's record will carry what is wrong from the start
+                self.health.at_start(self.model, self._probe_inputs())
             with stop_on_signals(self.request_stop):
                 try:
                     while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
@@ -274,13 +284,15 @@ class Trainer:
                     self.feed.close()
             return self._finish()
 
+    @property
+    def eps_warmup(self) -> float:
+        """Passes over which eps ramps up from 0 (``eps_warmup_epochs``, or the automatic ramp)."""
+        return warmup_epochs(self.config.eps_warmup_epochs, self.epochs)
+
     def current_eps(self) -> float:
-        """eps, ramped linearly over the first ``eps_warmup_epochs`` epochs."""
-        ramp = self.config.eps_warmup_epochs
-        if ramp <= 0:
-            return self.config.eps
-        progress = self.epoch + self.batch / self.batches_per_epoch
-        return self.config.eps * min(1.0, (progress + 1 / self.batches_per_epoch) / ramp)
+        """eps, ramped linearly over the first ``eps_warmup`` passes."""
+        progress = self.epoch + (self.batch + 1) / self.batches_per_epoch
+        return ramped_eps(self.config.eps, self.eps_warmup, progress)
 
     def _optimize(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -382,6 +394,12 @@ class Trainer:
             model, self.val_data, self.config.eps, self.config.norm, self.global_step
         )
 
+    def _probe_inputs(self) -> Tensor:
+        """A few inputs to look at the model's outputs with: validation images, else grey."""
+        if len(self.val_data):
+            return self.val_data.inputs(slice(0, 64))
+        return torch.full((2, *self.input_shape), 0.5, device=self.device)
+
     def _end_epoch(self) -> None:
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
@@ -412,6 +430,7 @@ class Trainer:
             log.info("%s", epoch_line(self.history, self.epochs))
             if self.diverged:
                 log.warning("%s", diverged_line(self, record["train_loss"]))
+        self.health.after_epoch(record)  # said after the epoch's line, kept in its record
         self.writer.history(self.history)
         self.save_checkpoint()
 
