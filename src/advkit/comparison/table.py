@@ -1,0 +1,364 @@
+"""Several runs' evaluations as one table: a row per run, a column per accuracy, each with its
+interval, and the conditions under which the accuracies were measured.
+
+Accuracies are comparable only when measured alike: on the same dataset and test examples, by
+the same attacks (suite and settings) at the same threat, with intervals at the same confidence.
+Runs that differ in any of these are refused unless ``allow_mixed``; then the differing
+conditions become columns, a note says what the difference means, and no value is marked best.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advkit.comparison.select import (
+    CompareError,
+    Evaluation,
+    RunInfo,
+    architecture_text,
+    of_weights,
+)
+from advkit.evaluation.intervals import DEFAULT_CONFIDENCE, accuracy_intervals
+from advkit.evaluation.report import NORM_NAMES
+from advkit.humanize import format_eps
+
+#: Columns that describe a run, in their order; ``condition`` ones are the measuring conditions.
+LABELS = {
+    "run": "run", "method": "method", "train_eps": "train eps", "model": "model",
+    "dataset": "dataset", "suite": "suite", "eps": "eval eps", "examples": "examples",
+    "confidence": "confidence", "attack_settings": "attack settings",
+}  # fmt: skip
+#: Shown by default (the conditions only where they differ, the notes name the shared ones).
+DEFAULT_LABELS = ("run", "method", "train_eps", "model")
+#: Conditions that must match for accuracies to be compared, and what a difference means.
+CONDITIONS = {
+    "dataset": "accuracies on different datasets are not comparable",
+    "suite": "different attack suites: each worst case is over different attacks",
+    "eps": "robust accuracies at different threats are not comparable",
+    "examples": "accuracies on different test examples are not comparable: a difference may be "
+    "the examples rather than the models",
+    "attack_settings": "the same suite ran with different attack settings",
+    "confidence": "the intervals are at different confidence levels",
+}
+CLEAN, WORST = "clean", "worst_case"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One accuracy with its interval, fractions in [0, 1]."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Row:
+    """One run: its facts, the evaluation shown (None: missing) and its accuracy cells."""
+
+    run: RunInfo
+    label: str
+    evaluation: Evaluation | None
+    cells: Mapping[str, Cell] = field(default_factory=dict)
+    #: Why a run without an evaluation has none (what to run).
+    missing: str = ""
+
+    def label_value(self, column: str) -> str:
+        """The text of a descriptive column ('' where unknown)."""
+        data = self.evaluation.data if self.evaluation else {}
+        if column == "run":
+            return self.label
+        if column == "method":
+            origin = data.get("model_origin")
+            return self.run.method or ("not trained by advkit" if origin else "")
+        if column == "train_eps":
+            return threat_text(*self.run.train_threat) if self.run.train_threat else ""
+        if column == "model":
+            return self.run.architecture or architecture_text(data.get("architecture")) or ""
+        if self.evaluation is None:
+            return ""
+        return str(condition_value(self, column)[1])
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.evaluation.data.get("warnings") or []) if self.evaluation else []
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The table: rows in order, accuracy columns, the descriptive columns shown, notes."""
+
+    rows: list[Row]
+    accuracy_columns: list[str]
+    label_columns: list[str]
+    #: Conditions the rows differ in (empty: all measured alike).
+    mixed: list[str]
+    notes: list[str]
+    #: Whether the user chose the columns (CSV then holds only those).
+    chosen: bool = False
+
+    def best(self, column: str) -> float | None:
+        """The highest value of an accuracy column, or None when no value is marked best (mixed
+        conditions, or fewer than two values)."""
+        values = [row.cells[column].value for row in self.rows if column in row.cells]
+        return max(values) if not self.mixed and len(values) > 1 else None
+
+    def to_markdown(self) -> str:
+        """A GitHub Markdown table, then the notes."""
+        from advkit.comparison.render import to_markdown
+
+        return to_markdown(self)
+
+    def to_csv(self) -> str:
+        """One line per run: every descriptive column, then each accuracy with ``_low`` and
+        ``_high`` columns, as fractions in [0, 1]."""
+        from advkit.comparison.render import to_csv
+
+        return to_csv(self)
+
+    def to_latex(self) -> str:
+        """A booktabs ``tabular``, the notes as comments above it."""
+        from advkit.comparison.render import to_latex
+
+        return to_latex(self)
+
+    def write(self, path: str | Path, fmt: str | None = None, *, force: bool = False) -> Path:
+        """Write the table to ``path`` atomically, in ``fmt`` (default: from the suffix .md, .csv
+        or .tex); an existing file is kept unless ``force``."""
+        from advkit.comparison.render import write_table
+
+        return write_table(self, Path(path), fmt, force=force)
+
+
+def threat_text(norm: str, eps: float) -> str:
+    """``0.1`` for L-inf (the usual), else ``L2 0.5``."""
+    shown = format_eps(eps)
+    return shown if norm == "linf" else f"{NORM_NAMES.get(norm, norm)} {shown}"
+
+
+def condition_value(row: Row, condition: str) -> tuple[Any, str]:
+    """(what is compared, what is shown) of one measuring condition of an evaluated row."""
+    assert row.evaluation is not None
+    data = row.evaluation.data
+    if condition == "dataset":
+        origin = data.get("model_origin")
+        recorded = origin.get("dataset") if isinstance(origin, Mapping) else None
+        name = data.get("dataset") or recorded or row.run.dataset
+        return name, name or "unknown"
+    if condition == "suite":
+        return data["suite"], str(data["suite"])
+    if condition == "eps":
+        norm, eps = str(data["norm"]), float(data["eps"])
+        return (norm, round(eps, 9)), threat_text(norm, eps)
+    if condition == "examples":
+        n = int(data["n_examples"])
+        indices = data.get("indices")
+        key = tuple(indices) if isinstance(indices, list) else tuple(range(n))
+        first_n = key == tuple(range(n))
+        return key, str(n) if first_n else f"{n} (test indices listed in the JSON)"
+    if condition == "attack_settings":
+        params = data.get("attack_params")
+        if not isinstance(params, Mapping):
+            return None, "not recorded"
+        return repr(_relative(params, float(data["eps"]))), "as recorded in the JSON"
+    if condition == "confidence":
+        level = float(data.get("confidence", DEFAULT_CONFIDENCE))
+        return level, f"{level:.0%}"
+    raise KeyError(condition)
+
+
+def build(
+    runs: Sequence[tuple[RunInfo, Evaluation | str]],
+    *,
+    allow_mixed: bool = False,
+    sort: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> Comparison:
+    """The comparison of ``runs``, each with the evaluation chosen for it or, where it has none,
+    the reason (what to run)."""
+    labels = _labels([run for run, _ in runs])
+    rows = [
+        Row(run, label, chosen, _cells(chosen.data))
+        if isinstance(chosen, Evaluation)
+        else Row(run, label, None, missing=chosen)
+        for (run, chosen), label in zip(runs, labels, strict=True)
+    ]
+    evaluated = [row for row in rows if row.evaluation is not None]
+    if not evaluated:
+        raise CompareError(
+            "none of the runs has an evaluation to compare: " + "; ".join(r.missing for r in rows)
+        )
+    accuracy_columns = _accuracy_columns(evaluated)
+    mixed = [c for c in CONDITIONS if _differ(evaluated, c)]
+    if "suite" in mixed and "attack_settings" in mixed:
+        mixed.remove("attack_settings")  # other suites: other attacks, said once
+    if mixed and not allow_mixed:
+        raise CompareError(_mixed_message(evaluated, mixed))
+    label_columns = [*DEFAULT_LABELS, *(c for c in mixed if c != "attack_settings")]
+    if columns:
+        label_columns, accuracy_columns = _chosen(columns, accuracy_columns)
+    if sort:
+        rows = _sorted(rows, sort, accuracy_columns)
+    comparison = Comparison(rows, accuracy_columns, label_columns, mixed, [], bool(columns))
+    comparison.notes.extend(_notes(comparison, evaluated))
+    return comparison
+
+
+def _differ(rows: Sequence[Row], condition: str) -> bool:
+    """Whether the rows differ in a condition (unrecorded values differ from none)."""
+    values = {condition_value(row, condition)[0] for row in rows}
+    return len(values - {None}) > 1
+
+
+def _relative(params: Mapping[str, Any], eps: float) -> dict[str, Any]:
+    """Attack settings without the threat's radius: step sizes as multiples of eps."""
+    relative = {}
+    for name, settings in params.items():
+        if not isinstance(settings, Mapping):
+            relative[name] = settings
+            continue
+        kept = {k: v for k, v in settings.items() if k not in ("eps", "norm", "step_size")}
+        step = settings.get("step_size")
+        if isinstance(step, int | float) and eps > 0:
+            kept["step_size"] = round(step / eps, 6)
+        relative[name] = kept
+    return relative
+
+
+def _cells(data: Mapping[str, Any]) -> dict[str, Cell]:
+    """Each accuracy with its recorded interval (computed as ``advkit eval`` does for a file
+    written before intervals were recorded)."""
+    names = [CLEAN, *data["attacks"], WORST]
+    accuracies = {name: float(data[name]) for name in names if data.get(name) is not None}
+    intervals = data.get("intervals") or accuracy_intervals(
+        accuracies, int(data["n_examples"]), float(data.get("confidence", DEFAULT_CONFIDENCE))
+    )
+    return {
+        name: Cell(value, *map(float, intervals.get(name) or (value, value)))
+        for name, value in accuracies.items()
+    }
+
+
+def _accuracy_columns(rows: Sequence[Row]) -> list[str]:
+    """clean, every attack in the order first met, worst case."""
+    attacks: list[str] = []
+    for row in rows:
+        assert row.evaluation is not None
+        attacks += [a for a in row.evaluation.data["attacks"] if a not in attacks]
+    return [CLEAN, *attacks, WORST]
+
+
+def _labels(runs: Sequence[RunInfo]) -> list[str]:
+    """Each run's name, with its parent folder's where other runs have that name, then ``-2``,
+    ``-3`` (the same run given twice, e.g. as its folder and its JSON)."""
+    sources: dict[str, set[Path]] = {}
+    for run in runs:
+        sources.setdefault(run.name, set()).add(run.named.resolve())
+    labels = [
+        f"{run.named.resolve().parent.name}/{run.name}" if len(sources[run.name]) > 1 else run.name
+        for run in runs
+    ]
+    seen: dict[str, int] = {}
+    unique = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return unique
+
+
+def _chosen(columns: Sequence[str], accuracy: list[str]) -> tuple[list[str], list[str]]:
+    known = [*LABELS, *accuracy]
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise CompareError(f"unknown column {', '.join(unknown)}: choose from {', '.join(known)}")
+    return [c for c in columns if c in LABELS], [c for c in columns if c in accuracy]
+
+
+def _sorted(rows: list[Row], column: str, accuracy: list[str]) -> list[Row]:
+    """Highest accuracy first, descriptive columns alphabetically; rows without it last."""
+    if column in accuracy:
+        return sorted(
+            rows, key=lambda r: -r.cells[column].value if column in r.cells else float("inf")
+        )
+    if column in LABELS:
+        return sorted(rows, key=lambda r: (r.label_value(column) == "", r.label_value(column)))
+    raise CompareError(
+        f"cannot sort by {column}: choose a column of the table ({', '.join([*LABELS, *accuracy])})"
+    )
+
+
+def _mixed_message(rows: Sequence[Row], mixed: Sequence[str]) -> str:
+    parts = []
+    for condition in mixed:
+        shown = ", ".join(f"{row.label} {condition_value(row, condition)[1]}" for row in rows)
+        parts.append(f"{LABELS[condition]} ({shown})")
+    return (
+        f"the evaluations were not measured alike: they differ in {'; '.join(parts)}. Evaluate "
+        "the runs alike (`advkit eval RUN` with the same --suite, --eps, --norm, --n-examples), "
+        "choose matching evaluations with --suite/--eps/--norm/--n-examples, or pass "
+        "--allow-mixed to show them side by side with the differences marked"
+    )
+
+
+def _notes(comparison: Comparison, evaluated: Sequence[Row]) -> list[str]:
+    """What the reader must know: the shared conditions, what differs, marks, warnings."""
+    first = evaluated[0]
+    assert first.evaluation is not None
+    data = first.evaluation.data
+    notes = []
+    shared = []
+    if "dataset" not in comparison.mixed and condition_value(first, "dataset")[0]:
+        shared.append(str(condition_value(first, "dataset")[0]))
+    if "examples" not in comparison.mixed:
+        n = first.evaluation.n_examples
+        first_n = condition_value(first, "examples")[0] == tuple(range(n))
+        shared.append(f"the first {n} test examples" if first_n else f"the same {n} test examples")
+    if "suite" not in comparison.mixed:
+        shared.append(f"suite {first.evaluation.suite}")
+    if "eps" not in comparison.mixed:
+        shared.append(first.evaluation.threat_text())
+    if shared:
+        notes.append("Measured alike: " + ", ".join(shared) + ".")
+    level = float(data.get("confidence", DEFAULT_CONFIDENCE))
+    notes.append(
+        "Accuracies in %, each with its Wilson score interval"
+        + (f" at {level:.0%} confidence" if "confidence" not in comparison.mixed else "")
+        + " (the test examples' sampling error, not the attacks' randomness); worst case: per "
+        "example, robust to every attack of the suite."
+    )
+    for condition in comparison.mixed:
+        notes.append(f"Not comparable: {CONDITIONS[condition]}.")
+    if comparison.mixed:
+        notes.append("No value is marked best: the evaluations were not measured alike.")
+    else:
+        notes.append(
+            "Bold: the highest value in each column; a row whose interval overlaps it may not be "
+            "worse."
+        )
+    if any(row.evaluation and row.evaluation.data.get("cascade") for row in evaluated):
+        notes.append("Cascade suites: each attack column counts the attacks before it too.")
+    for row in evaluated:
+        assert row.evaluation is not None
+        if row.warnings:
+            notes.append(
+                f"{row.label}: {len(row.warnings)} sanity check(s) fired, so its robust accuracy "
+                f"may be overestimated (see {row.evaluation.path.with_suffix('.md').name}): "
+                + "; ".join(row.warnings)
+            )
+        checks = row.evaluation.data.get("checks")
+        if isinstance(checks, Mapping) and checks.get("level") == "none":
+            notes.append(f"{row.label}: no sanity checks ran (--checks none).")
+        if row.run.weights is not None and not of_weights(row.evaluation, row.run.weights):
+            notes.append(
+                f"{row.label}: {row.evaluation.path.name} evaluated other weights than the run's "
+                "model.safetensors now."
+            )
+    for row in comparison.rows:
+        if row.evaluation is None:
+            notes.append(f"{row.label}: missing: {row.missing}.")
+    read = ", ".join(str(row.evaluation.path) for row in evaluated if row.evaluation)
+    notes.append(f"Read: {read}.")
+    return notes
