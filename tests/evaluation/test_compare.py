@@ -191,16 +191,18 @@ def test_other_attack_settings_in_one_suite_are_refused(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     data["attack_params"]["pgd20"]["steps"] = 10
     path.write_text(json.dumps(data))
-    with pytest.raises(CompareError, match="attack settings"):
+    with pytest.raises(CompareError, match=r"differ in attack settings \(of pgd20\)"):
         compare([a, b])
+    assert compare([a, b], allow_mixed=True).mixed == ["attack_settings"]
 
 
 def test_sort_and_columns(two: tuple[Path, Path]) -> None:
     table = compare(two, sort="pgd20")
     assert [row.label for row in table.rows] == ["trades", "pgd_a"]
     assert [row.label for row in compare(two, sort="method").rows] == ["pgd_a", "trades"]
-    table = compare(two, columns=["run", "worst_case"])
+    table = compare(two, columns=["run", "worst_case"], sort="pgd20")  # sorted by a hidden one
     assert table.to_markdown().splitlines()[0] == "| run | worst case |"
+    assert [row.label for row in table.rows] == ["trades", "pgd_a"]
     assert next(csv.reader(io.StringIO(table.to_csv()))) == [
         "run", "worst_case", "worst_case_low", "worst_case_high"
     ]  # fmt: skip

@@ -60,9 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="let --out replace an existing file")
     parser.add_argument(
         "--columns", nargs="+", metavar="COLUMN",
-        help="the columns to show, in order (comma- or space-separated): run, method, train_eps, "
-        "model, dataset, suite, eps, examples, confidence, clean, an attack's name, worst_case "
-        "(default: run, method, train_eps, model, every accuracy)",
+        help="the columns to show (comma- or space-separated; descriptive ones first): run, "
+        "method, train_eps, model, dataset, suite, eps, examples, confidence, clean, an "
+        "attack's name, worst_case (default: run, method, train_eps, model, every accuracy)",
     )  # fmt: skip
     parser.add_argument(
         "--sort", metavar="COLUMN",

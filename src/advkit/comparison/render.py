@@ -185,7 +185,6 @@ def _csv_fields(table: Comparison) -> list[tuple[str, object]]:
         "eps": [("norm", lambda r: _data(r, "norm")), ("eps", lambda r: _data(r, "eps"))],
         "examples": [("n_examples", lambda r: _data(r, "n_examples"))],
         "confidence": [("confidence", lambda r: _data(r, "confidence"))],
-        "attack_settings": [],
     }
     chosen = table.label_columns if table.chosen else list(every)
     fields = [field for column in chosen for field in every[column]]

@@ -25,11 +25,11 @@ from advkit.evaluation.intervals import DEFAULT_CONFIDENCE, accuracy_intervals
 from advkit.evaluation.report import NORM_NAMES
 from advkit.humanize import format_eps
 
-#: Columns that describe a run, in their order; ``condition`` ones are the measuring conditions.
+#: Columns that describe a run (the run's facts, then measuring conditions), with their headers.
 LABELS = {
     "run": "run", "method": "method", "train_eps": "train eps", "model": "model",
     "dataset": "dataset", "suite": "suite", "eps": "eval eps", "examples": "examples",
-    "confidence": "confidence", "attack_settings": "attack settings",
+    "confidence": "confidence",
 }  # fmt: skip
 #: Shown by default (the conditions only where they differ, the notes name the shared ones).
 DEFAULT_LABELS = ("run", "method", "train_eps", "model")
@@ -163,7 +163,7 @@ def condition_value(row: Row, condition: str) -> tuple[Any, str]:
         params = data.get("attack_params")
         if not isinstance(params, Mapping):
             return None, "not recorded"
-        return repr(_relative(params, float(data["eps"]))), "as recorded in the JSON"
+        return repr(_relative(params, float(data["eps"]))), "see attack_params in the JSON"
     if condition == "confidence":
         level = float(data.get("confidence", DEFAULT_CONFIDENCE))
         return level, f"{level:.0%}"
@@ -197,11 +197,11 @@ def build(
         mixed.remove("attack_settings")  # other suites: other attacks, said once
     if mixed and not allow_mixed:
         raise CompareError(_mixed_message(evaluated, mixed))
+    if sort:
+        rows = _sorted(rows, sort, accuracy_columns)
     label_columns = [*DEFAULT_LABELS, *(c for c in mixed if c != "attack_settings")]
     if columns:
         label_columns, accuracy_columns = _chosen(columns, accuracy_columns)
-    if sort:
-        rows = _sorted(rows, sort, accuracy_columns)
     comparison = Comparison(rows, accuracy_columns, label_columns, mixed, [], bool(columns))
     comparison.notes.extend(_notes(comparison, evaluated))
     return comparison
@@ -293,6 +293,9 @@ def _sorted(rows: list[Row], column: str, accuracy: list[str]) -> list[Row]:
 def _mixed_message(rows: Sequence[Row], mixed: Sequence[str]) -> str:
     parts = []
     for condition in mixed:
+        if condition == "attack_settings":
+            parts.append(f"attack settings (of {', '.join(_attacks_set_otherwise(rows))})")
+            continue
         shown = ", ".join(f"{row.label} {condition_value(row, condition)[1]}" for row in rows)
         parts.append(f"{LABELS[condition]} ({shown})")
     return (
@@ -301,6 +304,18 @@ def _mixed_message(rows: Sequence[Row], mixed: Sequence[str]) -> str:
         "choose matching evaluations with --suite/--eps/--norm/--n-examples, or pass "
         "--allow-mixed to show them side by side with the differences marked"
     )
+
+
+def _attacks_set_otherwise(rows: Sequence[Row]) -> list[str]:
+    """The attacks whose settings (radius aside) differ between the rows' evaluations."""
+    settings = []
+    for row in rows:
+        params = row.evaluation.data.get("attack_params") if row.evaluation else None
+        if isinstance(params, Mapping):
+            assert row.evaluation is not None
+            settings.append(_relative(params, row.evaluation.eps))
+    names = dict.fromkeys(name for each in settings for name in each)
+    return [name for name in names if len({repr(each.get(name)) for each in settings}) > 1]
 
 
 def _notes(comparison: Comparison, evaluated: Sequence[Row]) -> list[str]:
