@@ -164,6 +164,10 @@ def test_different_examples_are_refused_unless_allowed(tmp_path: Path) -> None:
     assert "**" not in text.split("\n\n")[0]  # nothing marked best
     assert "Not comparable: accuracies on different test examples" in text
     assert "| a | pgd | 0.1 | cnn-small | 200 |" in text
+    add_eval(a, {"clean": 80, "pgd20": 50}, n=100)  # now both have 100: the error says so
+    with pytest.raises(CompareError, match=r"every run has one on 100 examples: --n-examples 100"):
+        compare([a, b])
+    assert compare([a, b], n_examples=100).rows[0].cells["clean"].value == 0.8
 
 
 def test_different_threats_and_suites_are_refused(tmp_path: Path) -> None:

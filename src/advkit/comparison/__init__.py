@@ -62,13 +62,24 @@ def compare(
         suite=suite, eps=None if eps is None else parse_eps(eps), norm=norm, n_examples=n_examples
     )
     chosen: list[tuple[RunInfo, Evaluation | str]] = []
+    counts: list[set[int]] = []  # per evaluated run: the example counts of its chosen kind
     for run in runs:
         given = os.fspath(run)
         info, evaluations = read_run(given)
         try:
-            chosen.append((info, choose(info, evaluations, selection, given)))
+            evaluation = choose(info, evaluations, selection, given)
         except MissingEvaluationError:
             if not skip_missing:
                 raise
             chosen.append((info, missing_reason(given, selection)))
-    return build(chosen, allow_mixed=allow_mixed, sort=sort, columns=columns)
+            continue
+        chosen.append((info, evaluation))
+        counts.append({e.n_examples for e in evaluations if _same_kind(e, evaluation)})
+    common = max(set.intersection(*counts), default=None) if counts and not n_examples else None
+    hint = f"; every run has one on {common} examples: --n-examples {common}" if common else ""
+    return build(chosen, allow_mixed=allow_mixed, sort=sort, columns=columns, examples_hint=hint)
+
+
+def _same_kind(a: Evaluation, b: Evaluation) -> bool:
+    """Of one suite at one threat (only the example count may differ)."""
+    return (a.suite, a.norm, a.eps) == (b.suite, b.norm, b.eps)

@@ -176,9 +176,11 @@ def build(
     allow_mixed: bool = False,
     sort: str | None = None,
     columns: Sequence[str] | None = None,
+    examples_hint: str = "",
 ) -> Comparison:
     """The comparison of ``runs``, each with the evaluation chosen for it or, where it has none,
-    the reason (what to run)."""
+    the reason (what to run); ``examples_hint`` tells a refusal for other example counts what
+    would fit (``; every run has one on 500 examples: --n-examples 500``)."""
     labels = _labels([run for run, _ in runs])
     rows = [
         Row(run, label, chosen, _cells(chosen.data))
@@ -196,7 +198,7 @@ def build(
     if "suite" in mixed and "attack_settings" in mixed:
         mixed.remove("attack_settings")  # other suites: other attacks, said once
     if mixed and not allow_mixed:
-        raise CompareError(_mixed_message(evaluated, mixed))
+        raise CompareError(_mixed_message(evaluated, mixed, examples_hint))
     if sort:
         rows = _sorted(rows, sort, accuracy_columns)
     label_columns = [*DEFAULT_LABELS, *(c for c in mixed if c != "attack_settings")]
@@ -290,14 +292,15 @@ def _sorted(rows: list[Row], column: str, accuracy: list[str]) -> list[Row]:
     )
 
 
-def _mixed_message(rows: Sequence[Row], mixed: Sequence[str]) -> str:
+def _mixed_message(rows: Sequence[Row], mixed: Sequence[str], examples_hint: str) -> str:
     parts = []
     for condition in mixed:
         if condition == "attack_settings":
             parts.append(f"attack settings (of {', '.join(_attacks_set_otherwise(rows))})")
             continue
         shown = ", ".join(f"{row.label} {condition_value(row, condition)[1]}" for row in rows)
-        parts.append(f"{LABELS[condition]} ({shown})")
+        hint = examples_hint if condition == "examples" else ""
+        parts.append(f"{LABELS[condition]} ({shown}{hint})")
     return (
         f"the evaluations were not measured alike: they differ in {'; '.join(parts)}. Evaluate "
         "the runs alike (`advkit eval RUN` with the same --suite, --eps, --norm, --n-examples), "
