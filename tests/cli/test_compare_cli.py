@@ -102,3 +102,18 @@ def test_end_to_end_from_a_tiny_real_run(tmp_path, capsys, monkeypatch) -> None:
         assert [float(rows[0][f"{column}_low"]), float(rows[0][f"{column}_high"])] == (
             data["intervals"][column]
         )
+
+
+def test_a_failed_write_names_the_file_and_leaves_nothing(runs, tmp_path, capsys, monkeypatch):
+    def full(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    out = tmp_path / "table.md"
+    assert main(["compare", *runs, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("| run |")  # the table was shown before the write failed
+    err = captured.err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert str(out) in err and ".tmp" not in err  # the file asked for, not the temporary one
+    assert list(tmp_path.glob("*.md")) == [] and list(tmp_path.glob(".*tmp")) == []

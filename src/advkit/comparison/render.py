@@ -148,6 +148,8 @@ def write_table(table: Comparison, path: Path, fmt: str | None, *, force: bool) 
             os.replace(temp, path)
         else:
             _link_new(temp, path)
+    except OSError as error:  # named by the file asked for, not the temporary one
+        raise OSError(error.errno, error.strerror, str(path)) from error
     finally:
         temp.unlink(missing_ok=True)
     return path
