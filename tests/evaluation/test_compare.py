@@ -260,6 +260,18 @@ def test_files_that_are_not_evaluations(two, tmp_path: Path) -> None:
         compare([tmp_path])
 
 
+def test_what_to_run_names_the_folder_to_evaluate(two, tmp_path: Path) -> None:
+    json_file = two[0] / "eval-quick.json"
+    with pytest.raises(MissingEvaluationError) as info:
+        compare([json_file], suite="paper")
+    assert f"run `advkit eval {two[0]} --suite paper`" in str(info.value)  # the run, not its JSON
+    out = tmp_path / "evals"
+    add_eval(out, {"clean": 150, "pgd20": 100}, run_threat={})
+    with pytest.raises(MissingEvaluationError) as info:
+        compare([out], suite="paper")
+    assert f"run `advkit eval ... --suite paper --out {out}`" in str(info.value)
+
+
 def test_an_eval_out_folder_and_a_json_file(two, tmp_path: Path) -> None:
     out = tmp_path / "evals" / "mine"
     add_eval(out, {"clean": 150, "pgd20": 100}, run_threat={})

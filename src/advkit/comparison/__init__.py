@@ -71,7 +71,7 @@ def compare(
         except MissingEvaluationError:
             if not skip_missing:
                 raise
-            chosen.append((info, missing_reason(given, selection)))
+            chosen.append((info, missing_reason(info, given, selection)))
             continue
         chosen.append((info, evaluation))
         counts.append({e.n_examples for e in evaluations if _same_kind(e, evaluation)})

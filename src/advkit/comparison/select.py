@@ -107,6 +107,8 @@ class RunInfo:
     dataset: str | None = None
     #: SHA-256 of the run's weights file now, to tell evaluations of other weights.
     weights: str | None = None
+    #: Whether it is a run folder (with model.json), which `advkit eval RUN` evaluates.
+    is_run: bool = False
 
 
 def read_run(path: str | Path) -> tuple[RunInfo, list[Evaluation]]:
@@ -152,16 +154,16 @@ def choose(
     it, for the messages)."""
     if not evaluations:
         raise MissingEvaluationError(
-            f"{given} has no evaluation: run `advkit eval {_quoted(given)}"
-            f"{_options(selection)}` first (or pass --skip-missing to list it as missing)"
+            f"{given} has no evaluation: {_to_run(run, given, selection)} first (or pass "
+            "--skip-missing to list it as missing)"
         )
     fitting = [e for e in evaluations if _fits(e, selection)]
     if not fitting:
         raise MissingEvaluationError(
             f"{given} has no evaluation with {_asked(selection)} (it has "
-            f"{'; '.join(e.describe() for e in evaluations)}): run `advkit eval "
-            f"{_quoted(given)}{_options(selection)}`, choose another with --suite/--eps/--norm/"
-            "--n-examples, or pass --skip-missing to list it as missing"
+            f"{'; '.join(e.describe() for e in evaluations)}): {_to_run(run, given, selection)}, "
+            "choose another with --suite/--eps/--norm/--n-examples, or pass --skip-missing to "
+            "list it as missing"
         )
     if (selection.eps is None or selection.norm is None) and run.train_threat is not None:
         own = [e for e in fitting if _at_threat(e, *run.train_threat, selection)]
@@ -185,14 +187,21 @@ def choose(
     return min(next(iter(groups.values())), key=lambda e: _preference(e, run))
 
 
-def missing_reason(given: str, selection: Selection) -> str:
+def missing_reason(run: RunInfo, given: str, selection: Selection) -> str:
     """What a run without a fitting evaluation needs: ``no evaluation with suite paper; run
     `advkit eval runs/a --suite paper` first``."""
-    asked = _asked(selection)
-    return (
-        f"no evaluation{f' with {asked}' if asked else ''}; run `advkit eval {_quoted(given)}"
-        f"{_options(selection)}` first"
-    )
+    asked = f" with {_asked(selection)}" if _asked(selection) else ""
+    return f"no evaluation{asked}; {_to_run(run, given, selection)} first"
+
+
+def _to_run(run: RunInfo, given: str, selection: Selection) -> str:
+    """``run `advkit eval runs/a --suite paper```: the command that makes what is missing (for a
+    folder ``advkit eval --out`` wrote, the model's own options go where the ``...`` is)."""
+    path = Path(given)
+    folder = given if path.is_dir() else str(path.parent)
+    if run.is_run:
+        return f"run `advkit eval {_quoted(folder)}{_options(selection)}`"
+    return f"run `advkit eval ...{_options(selection)} --out {_quoted(folder)}`"
 
 
 def _fits(evaluation: Evaluation, selection: Selection) -> bool:
@@ -273,7 +282,7 @@ def _run_info(given: Path, folder: Path) -> RunInfo:
         train_threat=_threat(threat),
         architecture=architecture_text(meta.get("architecture"), meta.get("model_kwargs")),
         dataset=_text(meta.get("dataset")),
-        weights=file_sha256(weights) if weights.is_file() else None,
+        weights=file_sha256(weights) if weights.is_file() else None, is_run=True,
     )  # fmt: skip
 
 
