@@ -13,8 +13,9 @@ import math
 import os
 from pathlib import Path
 
+from advkit.comparison.conditions import condition_value
 from advkit.comparison.select import CompareError
-from advkit.comparison.table import LABELS, WORST, Cell, Comparison, Row, condition_value
+from advkit.comparison.table import LABELS, WORST, Cell, Comparison, Row
 
 FORMATS = {"markdown": ".md", "csv": ".csv", "latex": ".tex"}
 #: What a cell shows for an accuracy a run does not have.
@@ -203,7 +204,7 @@ def _data(row: Row, key: str) -> object:
     if row.evaluation is None:
         return ""
     if key == "dataset":
-        return condition_value(row, "dataset")[0] or ""
+        return condition_value(row.evaluation, row.run, "dataset")[0] or ""
     return row.evaluation.data.get(key, "")
 
 

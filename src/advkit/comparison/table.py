@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advkit.comparison.conditions import (
+    CONDITIONS,
+    attacks_set_otherwise,
+    condition_value,
+    differing,
+    threat_text,
+)
 from advkit.comparison.select import (
     CompareError,
     Evaluation,
@@ -22,8 +29,6 @@ from advkit.comparison.select import (
     of_weights,
 )
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE, accuracy_intervals
-from advkit.evaluation.report import NORM_NAMES
-from advkit.humanize import format_eps
 
 #: Columns that describe a run (the run's facts, then measuring conditions), with their headers.
 LABELS = {
@@ -33,16 +38,6 @@ LABELS = {
 }  # fmt: skip
 #: Shown by default (the conditions only where they differ, the notes name the shared ones).
 DEFAULT_LABELS = ("run", "method", "train_eps", "model")
-#: Conditions that must match for accuracies to be compared, and what a difference means.
-CONDITIONS = {
-    "dataset": "accuracies on different datasets are not comparable",
-    "suite": "different attack suites: each worst case is over different attacks",
-    "eps": "robust accuracies at different threats are not comparable",
-    "examples": "accuracies on different test examples are not comparable: a difference may be "
-    "the examples rather than the models",
-    "attack_settings": "the same suite ran with different attack settings",
-    "confidence": "the intervals are at different confidence levels",
-}
 CLEAN, WORST = "clean", "worst_case"
 
 
@@ -80,7 +75,7 @@ class Row:
             return self.run.architecture or architecture_text(data.get("architecture")) or ""
         if self.evaluation is None:
             return ""
-        return str(condition_value(self, column)[1])
+        return str(condition_value(self.evaluation, self.run, column)[1])
 
     @property
     def warnings(self) -> list[str]:
@@ -133,43 +128,6 @@ class Comparison:
         return write_table(self, Path(path), fmt, force=force)
 
 
-def threat_text(norm: str, eps: float) -> str:
-    """``0.1`` for L-inf (the usual), else ``L2 0.5``."""
-    shown = format_eps(eps)
-    return shown if norm == "linf" else f"{NORM_NAMES.get(norm, norm)} {shown}"
-
-
-def condition_value(row: Row, condition: str) -> tuple[Any, str]:
-    """(what is compared, what is shown) of one measuring condition of an evaluated row."""
-    assert row.evaluation is not None
-    data = row.evaluation.data
-    if condition == "dataset":
-        origin = data.get("model_origin")
-        recorded = origin.get("dataset") if isinstance(origin, Mapping) else None
-        name = data.get("dataset") or recorded or row.run.dataset
-        return name, name or "unknown"
-    if condition == "suite":
-        return data["suite"], str(data["suite"])
-    if condition == "eps":
-        norm, eps = str(data["norm"]), float(data["eps"])
-        return (norm, round(eps, 9)), threat_text(norm, eps)
-    if condition == "examples":
-        n = int(data["n_examples"])
-        indices = data.get("indices")
-        key = tuple(indices) if isinstance(indices, list) else tuple(range(n))
-        first_n = key == tuple(range(n))
-        return key, str(n) if first_n else f"{n} (test indices listed in the JSON)"
-    if condition == "attack_settings":
-        params = data.get("attack_params")
-        if not isinstance(params, Mapping):
-            return None, "not recorded"
-        return repr(_relative(params, float(data["eps"]))), "see attack_params in the JSON"
-    if condition == "confidence":
-        level = float(data.get("confidence", DEFAULT_CONFIDENCE))
-        return level, f"{level:.0%}"
-    raise KeyError(condition)
-
-
 def build(
     runs: Sequence[tuple[RunInfo, Evaluation | str]],
     *,
@@ -194,9 +152,7 @@ def build(
             "none of the runs has an evaluation to compare: " + "; ".join(r.missing for r in rows)
         )
     accuracy_columns = _accuracy_columns(evaluated)
-    mixed = [c for c in CONDITIONS if _differ(evaluated, c)]
-    if "suite" in mixed and "attack_settings" in mixed:
-        mixed.remove("attack_settings")  # other suites: other attacks, said once
+    mixed = differing(_evaluated(evaluated))
     if mixed and not allow_mixed:
         raise CompareError(_mixed_message(evaluated, mixed, examples_hint))
     if sort:
@@ -207,27 +163,6 @@ def build(
     comparison = Comparison(rows, accuracy_columns, label_columns, mixed, [], bool(columns))
     comparison.notes.extend(_notes(comparison, evaluated))
     return comparison
-
-
-def _differ(rows: Sequence[Row], condition: str) -> bool:
-    """Whether the rows differ in a condition (unrecorded values differ from none)."""
-    values = {condition_value(row, condition)[0] for row in rows}
-    return len(values - {None}) > 1
-
-
-def _relative(params: Mapping[str, Any], eps: float) -> dict[str, Any]:
-    """Attack settings without the threat's radius: step sizes as multiples of eps."""
-    relative = {}
-    for name, settings in params.items():
-        if not isinstance(settings, Mapping):
-            relative[name] = settings
-            continue
-        kept = {k: v for k, v in settings.items() if k not in ("eps", "norm", "step_size")}
-        step = settings.get("step_size")
-        if isinstance(step, int | float) and eps > 0:
-            kept["step_size"] = round(step / eps, 6)
-        relative[name] = kept
-    return relative
 
 
 def _cells(data: Mapping[str, Any]) -> dict[str, Cell]:
@@ -296,9 +231,13 @@ def _mixed_message(rows: Sequence[Row], mixed: Sequence[str], examples_hint: str
     parts = []
     for condition in mixed:
         if condition == "attack_settings":
-            parts.append(f"attack settings (of {', '.join(_attacks_set_otherwise(rows))})")
+            attacks = attacks_set_otherwise([e for e, _ in _evaluated(rows)])
+            parts.append(f"attack settings (of {', '.join(attacks)})")
             continue
-        shown = ", ".join(f"{row.label} {condition_value(row, condition)[1]}" for row in rows)
+        shown = ", ".join(
+            f"{row.label} {condition_value(e, row.run, condition)[1]}"
+            for row, (e, _) in zip(rows, _evaluated(rows), strict=True)
+        )
         hint = examples_hint if condition == "examples" else ""
         parts.append(f"{LABELS[condition]} ({shown}{hint})")
     return (
@@ -309,16 +248,9 @@ def _mixed_message(rows: Sequence[Row], mixed: Sequence[str], examples_hint: str
     )
 
 
-def _attacks_set_otherwise(rows: Sequence[Row]) -> list[str]:
-    """The attacks whose settings (radius aside) differ between the rows' evaluations."""
-    settings = []
-    for row in rows:
-        params = row.evaluation.data.get("attack_params") if row.evaluation else None
-        if isinstance(params, Mapping):
-            assert row.evaluation is not None
-            settings.append(_relative(params, row.evaluation.eps))
-    names = dict.fromkeys(name for each in settings for name in each)
-    return [name for name in names if len({repr(each.get(name)) for each in settings}) > 1]
+def _evaluated(rows: Sequence[Row]) -> list[tuple[Evaluation, RunInfo]]:
+    """(evaluation, run) of the rows that have an evaluation."""
+    return [(row.evaluation, row.run) for row in rows if row.evaluation is not None]
 
 
 def _notes(comparison: Comparison, evaluated: Sequence[Row]) -> list[str]:
@@ -328,11 +260,12 @@ def _notes(comparison: Comparison, evaluated: Sequence[Row]) -> list[str]:
     data = first.evaluation.data
     notes = []
     shared = []
-    if "dataset" not in comparison.mixed and condition_value(first, "dataset")[0]:
-        shared.append(str(condition_value(first, "dataset")[0]))
+    dataset = condition_value(first.evaluation, first.run, "dataset")[0]
+    if "dataset" not in comparison.mixed and dataset:
+        shared.append(str(dataset))
     if "examples" not in comparison.mixed:
         n = first.evaluation.n_examples
-        first_n = condition_value(first, "examples")[0] == tuple(range(n))
+        first_n = condition_value(first.evaluation, first.run, "examples")[0] == tuple(range(n))
         shared.append(f"the first {n} test examples" if first_n else f"the same {n} test examples")
     if "suite" not in comparison.mixed:
         shared.append(f"suite {first.evaluation.suite}")
@@ -356,14 +289,18 @@ def _notes(comparison: Comparison, evaluated: Sequence[Row]) -> list[str]:
             "Bold: the highest value in each column; a row whose interval overlaps it may not be "
             "worse."
         )
-    if any(row.evaluation and row.evaluation.data.get("cascade") for row in evaluated):
-        notes.append("Cascade suites: each attack column counts the attacks before it too.")
+    cascades = {e.suite for e, _ in _evaluated(evaluated) if e.data.get("cascade")}
+    if cascades:
+        notes.append(
+            f"{', '.join(sorted(cascades))} ran as a cascade: each attack column counts the "
+            "attacks before it too."
+        )
     for row in evaluated:
         assert row.evaluation is not None
         if row.warnings:
             notes.append(
                 f"{row.label}: {len(row.warnings)} sanity check(s) fired, so its robust accuracy "
-                f"may be overestimated (see {row.evaluation.path.with_suffix('.md').name}): "
+                f"may be overestimated (see {row.evaluation.path.with_suffix('.md')}): "
                 + "; ".join(row.warnings)
             )
         checks = row.evaluation.data.get("checks")
