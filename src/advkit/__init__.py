@@ -15,9 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["TrainConfig", "__version__", "create_model", "evaluate", "fit", "load_model", "train"]
+__all__ = [
+    "TrainConfig", "__version__", "compare", "create_model", "evaluate", "fit", "load_model",
+    "train",
+]  # fmt: skip
 
 if TYPE_CHECKING:
+    from advkit.comparison import compare
     from advkit.config import TrainConfig
     from advkit.evaluation.external import evaluate
     from advkit.models import create_model
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "TrainConfig": "advkit.config",
+    "compare": "advkit.comparison",
     "create_model": "advkit.models",
     "evaluate": "advkit.evaluation.external",
     "fit": "advkit.training.fit",

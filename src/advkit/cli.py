@@ -26,7 +26,7 @@ from advkit.distributed.world import current_rank
 from advkit.errors import UserError
 
 #: modules under advkit.commands, each with ``add_parser(subparsers)``; order = help order.
-COMMAND_MODULES = ("train", "eval", "analyze", "demo", "info")
+COMMAND_MODULES = ("train", "eval", "compare", "analyze", "demo", "info")
 
 #: errors a user can fix: shown as one line, never as a traceback (unless -v).
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, ValueError, MemoryError)
