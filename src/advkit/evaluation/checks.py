@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advkit.attacks import attack_mode, fgsm, pgd, square
+from advkit.attacks.gradients import NO_INPUT_GRAPH, input_gradient_or_none
 from advkit.evaluation.check_runner import (
     CHECK_LEVELS,
     CHECKS,
@@ -96,13 +97,19 @@ def nondeterministic(context: CheckContext) -> str | None:
 
 @CHECKS.register("zero_gradient")
 def zero_gradient(context: CheckContext) -> str | None:
-    """Many points where the loss has an exactly zero (or non-finite) input gradient."""
+    """No autograd path from the output to the input at all, or many points where the loss has
+    an exactly zero (or non-finite) input gradient."""
     inputs = context.inputs.detach().clone().requires_grad_(True)
     with attack_mode(context.model, train=False):
         loss = F.cross_entropy(context.model(inputs).float(), context.labels, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, inputs, allow_unused=True)
+        grad = input_gradient_or_none(loss, inputs)
     if grad is None:
-        grad = torch.zeros_like(inputs)
+        return (
+            f"gradient masked: {NO_INPUT_GRAPH}, so every gradient attack sees a zero gradient "
+            "and its robust accuracy means nothing. Run the forward with gradients enabled and "
+            "without detaching the input; meanwhile trust only black-box attacks (--suite "
+            "autoattack runs Square)."
+        )
     flat = grad.flatten(1)
     bad = (flat.abs().amax(dim=1) == 0) | ~torch.isfinite(flat).all(dim=1)
     fraction = float(bad.float().mean())
