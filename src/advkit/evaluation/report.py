@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from advkit.evaluation.check_report import checks_line, checks_markdown, not_applicable_line
 from advkit.evaluation.checks import CheckReport
-from advkit.evaluation.cost import CALL_COST
 from advkit.evaluation.evaluate import EvalResult
 from advkit.evaluation.intervals import (
     DEFAULT_CONFIDENCE,
@@ -111,19 +111,6 @@ def headline(data: Mapping[str, Any]) -> str:
     return f"{text}, {attacks}, checks {format_duration(checks['seconds'])} ({checks['level']})"
 
 
-def checks_line(data: Mapping[str, Any]) -> str | None:
-    """``checks fast on 19 points: black_box 0.52 s, large_eps 0.21 s, ...``, slowest first."""
-    checks = data.get("checks")
-    if not checks or checks["level"] == "none":
-        return None
-    runs = sorted(checks["runs"], key=lambda run: -run["seconds"])
-    parts = [
-        f"{run['name']} " + ("skipped" if run.get("skipped") else format_duration(run["seconds"]))
-        for run in runs
-    ]
-    return f"checks {checks['level']} on {checks['sample']} points: " + ", ".join(parts)
-
-
 def timing_line(data: Mapping[str, Any]) -> str | None:
     """``total 13.0 s: loading 0.7 s, attacks 8.7 s, eps sweep 0.5 s, checks 2.7 s, figures
     0.4 s`` (loading: the model and the data)."""
@@ -154,7 +141,9 @@ def format_table(data: Mapping[str, Any]) -> str:
         lines.append(
             f"sweep eps={format_eps(eps_point['eps'])}: {eps_point['robust_accuracy']:.2%}"
         )
-    lines += [line for line in (checks_line(data), timing_line(data)) if line]
+    lines += [
+        line for line in (checks_line(data), not_applicable_line(data), timing_line(data)) if line
+    ]
     lines += [f"warning: {warning}" for warning in data.get("warnings", [])]
     return "\n".join(lines)
 
@@ -206,7 +195,9 @@ def markdown_report(
             "break), so each row is the robust accuracy after that attack and all above it."
         )
     lines += ["", "## Sanity checks", ""]
-    lines += _checks_markdown(data)
+    lines += checks_markdown(data)
+    if data.get("timing") and data.get("checks"):
+        lines += ["", str(timing_line(data)).capitalize() + "."]
     if data.get("sweep"):
         lines += ["", "## Robust accuracy against eps (PGD-20)", "", "| eps | robust accuracy |"]
         lines.append("|---:|---:|")
@@ -235,36 +226,6 @@ def _indices_text(indices: Sequence[int]) -> str:
     if indices and list(indices) == list(range(indices[0], indices[0] + len(indices))):
         return f"indices {indices[0]}..{indices[-1]}"
     return f"{len(indices)} indices (listed in the JSON)"
-
-
-def _checks_markdown(data: Mapping[str, Any]) -> list[str]:
-    """The warnings, then (when recorded) the level and a table of each check's time and cost."""
-    checks = data.get("checks")
-    if checks is not None and checks["level"] == "none":
-        return ["Not run (--checks none): nothing here guards against gradient masking."]
-    lines = [f"- **warning:** {w}" for w in data["warnings"]] or ["No sanity check fired."]
-    if checks is None:
-        return lines
-    budget = checks.get("budget")
-    bound = f", within a budget of {budget} forward-equivalents" if budget is not None else ""
-    lines += [
-        "",
-        f"Level {checks['level']}, on {checks['sample']} evaluated points{bound}; "
-        f"{format_duration(checks['seconds'])}, {checks['cost']} forward-equivalents in all "
-        "(an image through the model counts 1, with its backward pass 2, each call "
-        f"{CALL_COST} more).",
-        "",
-        "| check | result | seconds | forward-equivalents |",
-        "|---|---|---:|---:|",
-    ]
-    for run in checks["runs"]:
-        result = f"skipped: {run['skipped']}" if run.get("skipped") else (
-            "**fired**" if run["fired"] else "quiet"
-        )  # fmt: skip
-        lines.append(f"| {run['name']} | {result} | {run['seconds']:.2f} | {run['cost']} |")
-    if data.get("timing"):
-        lines += ["", str(timing_line(data)).capitalize() + "."]
-    return lines
 
 
 def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
