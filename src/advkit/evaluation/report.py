@@ -7,8 +7,9 @@ after an eps sweep ``"sweep"``, and when the sanity checks were run or skipped `
 (``CheckReport.to_dict()``: level, sample, budget, seconds and cost of each check). ``advkit
 eval`` adds ``"batch_size"``, ``"model"`` (the weights' fingerprint), ``"attack_cost"``
 (forward-equivalents of the attacks this command ran; a resumed evaluation counts only its last
-session) and ``"timing"`` (this command's seconds: loading, attacks, sweep, checks, figures,
-total).
+session) and ``"timing"`` (seconds: loading, attacks, sweep, checks, figures, total; the attacks
+and the total count every session of a resumed evaluation, as ``"seconds"`` does, and
+``"attacks_earlier_sessions"`` says how much of that the interrupted sessions spent).
 Beside every accuracy: ``"intervals"`` (``{column: [low, high]}``, Wilson score intervals at
 ``"confidence"``, also on each sweep point), ``"attack_params"`` (every attack's hyperparameters)
 and, on request, ``"per_sample"`` (``{column: [0/1 per example]}``). Accuracies are rounded to
@@ -113,7 +114,9 @@ def headline(data: Mapping[str, Any]) -> str:
 
 def timing_line(data: Mapping[str, Any]) -> str | None:
     """``total 13.0 s: loading 0.7 s, attacks 8.7 s, eps sweep 0.5 s, checks 2.7 s, figures
-    0.4 s`` (loading: the model and the data)."""
+    0.4 s`` (loading: the model and the data). After a resumed evaluation the attacks and the
+    total count every session (``attacks 8.7 s (5.1 s in earlier sessions)``), as the header
+    does."""
     timing = data.get("timing")
     if not timing:
         return None
@@ -122,6 +125,10 @@ def timing_line(data: Mapping[str, Any]) -> str | None:
     parts = [
         f"{label} {format_duration(timing[key])}" for key, label in labels.items() if key in timing
     ]
+    earlier = timing.get("attacks_earlier_sessions")
+    if earlier and "attacks" in timing:
+        index = [key for key in labels if key in timing].index("attacks")
+        parts[index] += f" ({format_duration(earlier)} in earlier sessions)"
     return f"total {format_duration(timing['total'])}: " + ", ".join(parts)
 
 

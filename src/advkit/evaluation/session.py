@@ -118,7 +118,8 @@ class Evaluation:
         written: list[Path] = []
         images = self._figures(outputs, written)
         self.timing["figures"] = time.perf_counter() - clock
-        self.timing["total"] = time.perf_counter() - self.started
+        earlier = self.timing.get("attacks_earlier_sessions", 0.0)
+        self.timing["total"] = time.perf_counter() - self.started + earlier
         data = self.to_dict()
         report = markdown_report(
             data, title=self.title, metadata=self.metadata, images=images,
@@ -194,7 +195,10 @@ def run_evaluation(
             model, test, None, suite, eps=eps, norm=norm, batch_size=batch_size, seed=seed,
             state_path=state_path, progress=progress, world=world,
         )  # fmt: skip
-    timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
+    # One account of the attacks' time, the report's header and total alike: every session's.
+    timing["attacks"], clock = result.seconds, time.perf_counter()
+    if result.earlier_seconds:
+        timing["attacks_earlier_sessions"] = result.earlier_seconds
     attack_cost = int(world.sum_number(attack_count.cost))
     if not world.is_writer:
         return None
