@@ -3,13 +3,16 @@
 The JSON has ``"clean"``, one key per attack run and ``"worst_case"`` (robust accuracies in
 [0, 1]), plus ``"suite"``, ``"eps"``, ``"norm"``, ``"n_examples"``, ``"seconds"`` (the attacks'
 compute time), ``"warnings"``, ``"attacks"`` (the attack keys in order), ``"cascade"``, ``"seed"``,
-after an eps sweep ``"sweep"``, and when the sanity checks were run or skipped ``"checks"``
-(``CheckReport.to_dict()``: level, sample, budget, seconds and cost of each check). ``advkit
-eval`` adds ``"batch_size"``, ``"model"`` (the weights' fingerprint), ``"attack_cost"``
-(forward-equivalents of the attacks this command ran; a resumed evaluation counts only its last
-session) and ``"timing"`` (seconds: loading, attacks, sweep, checks, figures, total; the attacks
-and the total count every session of a resumed evaluation, as ``"seconds"`` does, and
-``"attacks_earlier_sessions"`` says how much of that the interrupted sessions spent).
+after an eps sweep ``"sweep"``, ``"per_class"`` (clean and worst-case accuracy with intervals
+per class: :mod:`advkit.evaluation.per_class`), and when the sanity checks were run or skipped
+``"checks"`` (``CheckReport.to_dict()``: level, sample, budget, seconds, cost and status of each
+check). ``advkit eval`` adds ``"batch_size"``, ``"model"`` (the weights' fingerprint),
+``"model_arguments"`` (the architecture's arguments, defaults included: the report names the
+model with them), ``"attack_cost"`` (forward-equivalents of the attacks this command ran; a
+resumed evaluation counts only its last session) and ``"timing"`` (seconds: loading, attacks,
+sweep, checks, figures, total; the attacks and the total count every session of a resumed
+evaluation, as ``"seconds"`` does; ``"attacks_earlier_sessions"``: what the interrupted ones
+spent).
 Beside every accuracy: ``"intervals"`` (``{column: [low, high]}``, Wilson score intervals at
 ``"confidence"``, also on each sweep point), ``"attack_params"`` (every attack's hyperparameters)
 and, on request, ``"per_sample"`` (``{column: [0/1 per example]}``). Accuracies are rounded to
@@ -33,7 +36,8 @@ from advkit.evaluation.intervals import (
     METHOD,
     accuracy_intervals,
 )
-from advkit.evaluation.provenance import PROVENANCE_KEYS
+from advkit.evaluation.per_class import per_class_markdown, per_class_rows
+from advkit.evaluation.provenance import PROVENANCE_KEYS, model_arguments, model_text
 from advkit.evaluation.suites import Suite, attack_params
 from advkit.humanize import format_bytes, format_duration, format_eps
 
@@ -50,10 +54,12 @@ def report_dict(
     suite: Suite | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     per_sample: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready summary of ``result`` with the checks' ``warnings`` (or their whole
     ``checks`` report), an optional sweep, the ``suite``'s attack hyperparameters, confidence
-    intervals, per-sample outcomes if asked, and ``extra`` keys."""
+    intervals, clean and worst-case accuracy per class (named by ``class_names``) when the
+    result has its labels, per-sample outcomes if asked, and ``extra`` keys."""
     accuracies = {name: round(acc, 6) for name, acc in result.accuracies().items()}
     n = result.n_examples
     if checks is not None:
@@ -76,6 +82,11 @@ def report_dict(
              "interval": accuracy_intervals({"_": acc}, n, confidence)["_"]}
             for eps, acc in sweep
         ]  # fmt: skip
+    if result.labels is not None:
+        data["per_class"] = per_class_rows(
+            result.labels, {"clean": result.clean, "worst_case": result.worst_case},
+            class_names, confidence,
+        )  # fmt: skip
     if per_sample:
         columns = {"clean": result.clean, **result.robust, "worst_case": result.worst_case}
         data["per_sample"] = {name: values.int().tolist() for name, values in columns.items()}
@@ -212,6 +223,7 @@ def markdown_report(
             bounds = point.get("interval")
             shown = f" [{bounds[0]:.1%}, {bounds[1]:.1%}]" if bounds else ""
             lines.append(f"| {format_eps(point['eps'])} | {point['robust_accuracy']:.2%}{shown} |")
+    lines += per_class_markdown(data)
     if data.get("attack_params"):
         lines += ["", "## Attack settings", "", "| attack | parameters |", "|---|---|"]
         for name, params in data["attack_params"].items():
@@ -220,7 +232,9 @@ def markdown_report(
     recorded = [key for key in PROVENANCE_KEYS if data.get(key) is not None]
     if recorded:
         lines += ["", "## What was measured", ""]
-        lines += [f"- {key.replace('_', ' ')}: `{data[key]}`" for key in recorded]
+        shown = {**data, "architecture": model_text(data.get("architecture"),
+                                                    data.get("model_arguments"))}  # fmt: skip
+        lines += [f"- {key.replace('_', ' ')}: `{shown[key]}`" for key in recorded]
         if data.get("indices") is not None:
             lines.append(f"- examples: {_indices_text(data['indices'])} of the test set")
     for caption, relative in (images or {}).items():
@@ -249,7 +263,13 @@ def _training_line(metadata: Mapping[str, Any]) -> str:
     method = metadata.get("method") or {}
     threat = metadata.get("threat") or {}
     facts = [
-        ("model", metadata.get("architecture")),
+        (
+            "model",
+            model_text(
+                metadata.get("architecture"),
+                model_arguments(metadata.get("architecture"), metadata.get("model_kwargs")),
+            ),
+        ),
         ("dataset", metadata.get("dataset")),
         ("training method", method.get("name") if isinstance(method, Mapping) else method),
         ("training threat", _threat_text(threat) if threat else None),
@@ -266,11 +286,11 @@ def _origin_line(origin: Mapping[str, Any]) -> str:
     if origin.get("python"):
         text = f"Model {origin['python']}, given to advkit.evaluate in Python (not an advkit run)"
     else:
-        args = ", ".join(f"{k}={v!r}" for k, v in (origin.get("model_kwargs") or {}).items())
+        reference = origin.get("reference")
+        arguments = model_arguments(reference, origin.get("model_kwargs"))
         text = (
-            f"Model {origin.get('reference')}" + (f" ({args})" if args else "")
-            + f" with the weights of {origin.get('weights')} (SHA-256 "
-            f"{origin.get('weights_sha256')}), not an advkit run"
+            f"Model {model_text(reference, arguments)} with the weights of "
+            f"{origin.get('weights')} (SHA-256 {origin.get('weights_sha256')}), not an advkit run"
         )  # fmt: skip
         norm = origin.get("normalization")
         text += (

@@ -32,7 +32,7 @@ from advkit.evaluation.examples import attack_examples
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
 from advkit.evaluation.outputs import Identity, Outputs, Placement, place_at_file, place_in_folder
 from advkit.evaluation.plots import plot_examples, plot_sweep
-from advkit.evaluation.provenance import provenance
+from advkit.evaluation.provenance import model_arguments, provenance
 from advkit.evaluation.report import markdown_report, report_dict, write_json, write_markdown
 from advkit.evaluation.suites import Suite
 from advkit.evaluation.sweep import eps_sweep
@@ -83,7 +83,7 @@ class Evaluation:
         timing = {key: round(value, 3) for key, value in self.timing.items()}
         return report_dict(
             self.result, sweep=self.sweep, checks=self.checks, suite=self.suite,
-            confidence=self.confidence, per_sample=self.per_sample,
+            confidence=self.confidence, per_sample=self.per_sample, class_names=self.class_names,
             extra={**self.extra, "timing": timing},
         )  # fmt: skip
 
@@ -212,8 +212,11 @@ def run_evaluation(
     timing["checks"] = report.seconds
     record = {"batch_size": batch_size, **(extra or {}), "attack_cost": attack_cost,
               "workers": world.size}  # fmt: skip
+    metadata = described.get("metadata") or {}
+    architecture = metadata.get("architecture")
+    record.setdefault("model_arguments",
+                      model_arguments(architecture, metadata.get("model_kwargs")))  # fmt: skip
     if "weights_sha256" not in record:
-        architecture = (described.get("metadata") or {}).get("architecture")
         record |= provenance(architecture=architecture or type(model).__name__,
                              indices=range(len(test)), model=model)  # fmt: skip
     return Evaluation(result, report, sweep, suite, record, timing, model, test, started,
