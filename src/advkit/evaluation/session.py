@@ -189,7 +189,6 @@ def run_evaluation(
     world = world or World()
     started = time.perf_counter() if started is None else started
     timing = dict(timing or {})
-    clock = time.perf_counter()
     with bar(f"eval {suite.name}", "chunk") as progress, count_forwards(model) as attack_count:
         result = evaluate(
             model, test, None, suite, eps=eps, norm=norm, batch_size=batch_size, seed=seed,
