@@ -16,12 +16,14 @@ from advkit.humanize import format_duration
 
 
 def checks_line(data: Mapping[str, Any]) -> str | None:
-    """``checks fast on 19 points: black_box 0.52 s, large_eps 0.21 s, ..., more_steps not
-    applicable``: the checks that ran, slowest first, then those skipped or not applicable."""
+    """``checks fast on 19 points: black_box 0.52 s, large_eps 0.21 s, ..., x skipped``: the
+    checks that ran, slowest first, then those skipped (:func:`not_applicable_line` names the
+    ones that did not apply)."""
     checks = data.get("checks")
     if not checks or checks["level"] == "none":
         return None
-    runs = sorted(checks["runs"], key=lambda run: (_status(run) != "ran", -run["seconds"]))
+    runs = [run for run in checks["runs"] if _status(run) != "not applicable"]
+    runs.sort(key=lambda run: (_status(run) != "ran", -run["seconds"]))
     parts = [
         run["name"] + " " + (format_duration(run["seconds"]) if _status(run) == "ran"
                              else _status(run))

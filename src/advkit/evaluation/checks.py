@@ -131,7 +131,7 @@ def more_steps_weaker(context: CheckContext) -> str | None:
     acc = context.accuracies
     if "pgd20" not in acc or "pgd100" not in acc:
         raise CheckNotApplicable(
-            "the evaluation has no PGD-20 and PGD-100 columns to compare (--suite paper has both)"
+            "the evaluation has no PGD-20 and PGD-100 columns to compare; --suite paper has both"
         )
     rise = acc["pgd100"] - acc["pgd20"]
     if rise > _margin(acc["pgd20"], context.n_examples):
@@ -148,7 +148,7 @@ def sweep_rises(context: CheckContext) -> str | None:
     """Robust accuracy that rises with eps in the sweep."""
     points = sorted(context.sweep)
     if len(points) < 2:
-        raise CheckNotApplicable("no eps sweep of two or more radii (--sweep)")
+        raise CheckNotApplicable("no eps sweep of two or more radii to compare; --sweep adds one")
     for (eps_a, acc_a), (eps_b, acc_b) in pairwise(points):
         if acc_b - acc_a > _margin(acc_a, context.n_examples):
             return (
