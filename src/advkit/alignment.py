@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from advkit.attacks._mode import attack_mode
+from advkit.attacks.gradients import require_input_gradient
 from advkit.attacks.losses import cross_entropy
 from advkit.noise import Noise
 from advkit.threat import get_threat
@@ -35,8 +36,9 @@ def input_gradient(
     underflow on large batches). ``create_graph`` keeps it differentiable (double backprop)."""
     delta = delta.detach().requires_grad_(True)
     loss = cross_entropy(model(inputs + delta), labels).sum()
-    (grad,) = torch.autograd.grad(loss, delta, create_graph=create_graph)
-    return grad
+    return require_input_gradient(
+        loss, delta, purpose="GradAlign's gradient alignment", create_graph=create_graph
+    )
 
 
 def gradient_cosines(grad_a: Tensor, grad_b: Tensor) -> tuple[Tensor, Tensor]:

@@ -32,13 +32,50 @@ def test_robust_overfitting_on_a_synthetic_history():
     result = ANALYSES.get("overfitting")(_context(records))
     s = result.summary
     assert s["best_epoch"] == 2 and s["best_val_pgd"] == 0.4 and s["final_val_pgd"] == 0.3
-    assert s["robust_overfitting"] == pytest.approx(0.1)
+    assert s["val_pgd_drop"] == pytest.approx(0.1)
+    assert s["robust_overfitting"] is None  # no config.yaml: over how many examples is unknown
     assert s["final_gap"] == pytest.approx(0.6) and s["gap_at_best"] == pytest.approx(0.1)
     assert [row["gap"] for row in s["per_epoch"]] == pytest.approx([0.05, 0.1, 0.3, 0.6])
     assert s["per_epoch"][3]["loss_gap"] == pytest.approx(0.6)
     assert s["measured"] == ["train", "val"]
     assert set(result.figures) == {"curves"} and "epoch **2**" in result.markdown
     assert "--track-test-sample" in result.markdown
+
+
+@pytest.mark.parametrize(
+    ("best", "last", "n", "verdict", "said"),
+    [
+        (0.433, 0.430, 1000, False, "within sampling noise, not robust overfitting"),
+        (0.45, 0.38, 1000, True, "robust overfitting: 7.0 points lost after the peak, beyond"),
+        (0.45, 0.38, 100, False, "within sampling noise"),  # the same drop on 100 examples
+    ],
+)
+def test_robust_overfitting_only_beyond_the_intervals(tmp_path, best, last, n, verdict, said):
+    """A 3-image drop on 1000 validation examples is noise; 7 points on 1000 are not, on 100
+    they are. The number of examples comes from the run's config.yaml."""
+    (tmp_path / "config.yaml").write_text(f"val_examples: {n}\nval_size: 5000\n")
+    records = [_record(1, 0.3, 0.2), _record(2, 0.5, best), _record(3, 0.7, last)]
+    context = _context(records)
+    context.run_dir = tmp_path
+    result = ANALYSES.get("overfitting")(context)
+    s = result.summary
+    assert s["robust_overfitting"] is verdict and s["val_examples"] == n
+    assert s["val_pgd_drop"] == pytest.approx(best - last)
+    assert s["best_val_pgd_interval"][0] <= best <= s["best_val_pgd_interval"][1]
+    assert "do not overlap" in s["criterion"]
+    assert said in result.markdown and f"Wilson intervals over {n} validation" in result.markdown
+
+
+def test_the_validation_examples_are_the_smaller_of_the_two_settings(tmp_path):
+    from advkit.analysis.overfitting import validation_examples
+
+    assert validation_examples(None) is None and validation_examples(tmp_path) is None
+    (tmp_path / "config.yaml").write_text("val_examples: 1000\nval_size: 300\n")
+    assert validation_examples(tmp_path) == 300
+    (tmp_path / "config.yaml").write_text("epochs: 3\n")  # the defaults: 1000 of 5000
+    assert validation_examples(tmp_path) == 1000
+    (tmp_path / "config.yaml").write_text("val_examples: [oops\n")
+    assert validation_examples(tmp_path) is None
 
 
 def test_a_history_without_the_training_sample_has_no_gap():

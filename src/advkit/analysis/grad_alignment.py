@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from advkit.alignment import measure_alignment
-from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
+from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult, AnalysisSkipped
 from advkit.analysis.figures import figure_and_axes
 from advkit.analysis.measure import BATCH_SIZE, fraction
+from advkit.attacks.gradients import NoInputGradientError
 from advkit.humanize import format_eps
 from advkit.noise import sample_noise
 
@@ -77,10 +78,13 @@ def grad_alignment(ctx: AnalysisContext) -> AnalysisResult:
         why = "the threat model's eps is 0" if ctx.eps <= 0 else "there are no test points"
         return AnalysisResult({"mean": None, "skipped": why}, markdown=f"Not measured: {why}.")
     noise = sample_noise(ctx.seed, 0, torch.arange(n), ETA_PURPOSE)
-    alignment = measure_alignment(
-        ctx.model, ctx.inputs, ctx.labels, eps=ctx.eps, norm=ctx.norm, noise=noise,
-        batch_size=BATCH_SIZE,
-    )  # fmt: skip
+    try:
+        alignment = measure_alignment(
+            ctx.model, ctx.inputs, ctx.labels, eps=ctx.eps, norm=ctx.norm, noise=noise,
+            batch_size=BATCH_SIZE,
+        )  # fmt: skip
+    except NoInputGradientError as error:
+        raise AnalysisSkipped(str(error)) from error
     cos = alignment.cos.double().cpu()
     zero = alignment.zero.cpu()
     nonzero = cos[~zero]

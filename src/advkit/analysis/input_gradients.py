@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
+from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult, AnalysisSkipped
 from advkit.analysis.figures import class_name, new_figure, show_image
 from advkit.attacks import LOSSES, attack_mode
+from advkit.attacks.gradients import NO_INPUT_GRAPH, input_gradient_or_none
 from advkit.config_values import ConfigError
 
 NAME = "input_gradients"
@@ -43,7 +44,10 @@ def input_gradients(
         for start in range(0, len(inputs), batch_size):
             batch = inputs[start : start + batch_size].detach().clone().requires_grad_(True)
             loss = loss_fn(model(batch), labels[start : start + batch_size]).sum()
-            grads.append(torch.autograd.grad(loss, batch)[0])
+            grad = input_gradient_or_none(loss, batch)
+            if grad is None:
+                raise AnalysisSkipped(f"no input gradient to show: {NO_INPUT_GRAPH}")
+            grads.append(grad)
     return torch.cat(grads)
 
 

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
+from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult, AnalysisSkipped
 from advkit.analysis.figures import new_figure
 from advkit.attacks import LOSSES, attack_mode
+from advkit.attacks.gradients import NO_INPUT_GRAPH, input_gradient_or_none
 from advkit.config_values import ConfigError
 from advkit.humanize import format_eps
 
@@ -56,7 +57,9 @@ def adversarial_direction(model: nn.Module, inputs: Tensor, labels: Tensor, norm
     inputs = inputs.detach().clone().requires_grad_(True)
     with attack_mode(model, train=False):
         loss = LOSSES.get("ce")(model(inputs), labels).sum()
-    (grad,) = torch.autograd.grad(loss, inputs)
+    grad = input_gradient_or_none(loss, inputs)
+    if grad is None:
+        raise AnalysisSkipped(f"no adversarial direction: {NO_INPUT_GRAPH}")
     if norm == "linf":
         return grad.sign()
     norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)

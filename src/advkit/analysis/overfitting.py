@@ -8,15 +8,36 @@ This reads metrics.jsonl: the fixed training sample's clean and PGD accuracy and
 split's (``val_*``) and, when the run tracked it, a test sample's (``test_sample_*``). The robust
 generalization gap is train-sample PGD accuracy minus validation PGD accuracy; ``best_epoch`` is
 the epoch where validation PGD accuracy peaked (the first such epoch).
+
+A drop of validation PGD accuracy after the peak is reported as robust overfitting only when it
+exceeds sampling noise: the peak's and the last epoch's Wilson score intervals
+(:mod:`advkit.evaluation.intervals`, at ``CONFIDENCE``) over the validation examples do not
+overlap. That is conservative (non-overlap implies a difference at a stricter level than the
+intervals' own), which suits a peak picked as the best of several epochs. Without the number of
+validation examples (the run's config.yaml) no verdict is given.
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult
 from advkit.analysis.figures import epoch_axis, figure_and_axes
 from advkit.analysis.measure import fraction
+from advkit.config import TrainConfig, read_config_file
+from advkit.errors import UserError
+from advkit.evaluation.intervals import wilson_interval
+from advkit.runs import CONFIG_FILE
+
+#: Confidence of the intervals whose non-overlap makes a drop after the peak robust overfitting.
+CONFIDENCE = 0.95
+#: The criterion, as the summary and the report state it.
+CRITERION = (
+    f"the peak's and the last epoch's {CONFIDENCE:.0%} Wilson intervals over the validation "
+    "examples do not overlap"
+)
 
 #: The splits read from each record: (name in the summary, metrics prefix, legend).
 SPLITS = (("train", "train_sample_", "train sample"), ("val", "val_", "validation"),
@@ -48,8 +69,9 @@ def epochs_table(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The overfitting summary of a run's history (see the module docstring)."""
+def summarize(history: list[dict[str, Any]], val_examples: int | None = None) -> dict[str, Any]:
+    """The overfitting summary of a run's history (see the module docstring); ``val_examples``:
+    how many validation examples each epoch's accuracies are over (None: unknown)."""
     rows = epochs_table(history)
     robust = [(row["epoch"], row["val_pgd"]) for row in rows if "val_pgd" in row]
     summary: dict[str, Any] = {"best_epoch": None, "epochs": len(rows)}
@@ -60,7 +82,8 @@ def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
             "best_epoch": best_epoch,
             "best_val_pgd": fraction(best),
             "final_val_pgd": fraction(last),
-            "robust_overfitting": fraction(best - last),
+            "val_pgd_drop": fraction(best - last),
+            **_verdict(best, last, val_examples),
         }
     gaps = [row for row in rows if "gap" in row]
     if gaps:
@@ -74,6 +97,46 @@ def summarize(history: list[dict[str, Any]]) -> dict[str, Any]:
         for row in rows
     ]
     return summary
+
+
+def _verdict(best: float, last: float, n: int | None) -> dict[str, Any]:
+    """``robust_overfitting``: True when the drop from ``best`` to ``last`` exceeds the intervals
+    (``CRITERION``), False when it does not, None when ``n`` is unknown; and the intervals."""
+    verdict: dict[str, Any] = {"robust_overfitting": None, "criterion": CRITERION,
+                               "val_examples": n}  # fmt: skip
+    if not n or n < 1:
+        return verdict
+    best_low, best_high = wilson_interval(min(n, round(best * n)), n, CONFIDENCE)
+    last_low, last_high = wilson_interval(min(n, round(last * n)), n, CONFIDENCE)
+    return verdict | {
+        "robust_overfitting": last_high < best_low,
+        "best_val_pgd_interval": [
+            math.floor(best_low * 1e4) / 1e4,
+            math.ceil(best_high * 1e4) / 1e4,
+        ],
+        "final_val_pgd_interval": [
+            math.floor(last_low * 1e4) / 1e4,
+            math.ceil(last_high * 1e4) / 1e4,
+        ],
+    }
+
+
+def validation_examples(run_dir: Path | None) -> int | None:
+    """How many validation examples a run measured each epoch: ``min(val_examples, val_size)``
+    of its config.yaml (TrainConfig's defaults for what it leaves out); None if unknown."""
+    path = None if run_dir is None else Path(run_dir) / CONFIG_FILE
+    if path is None or not path.is_file():
+        return None
+    try:
+        config = read_config_file(path)
+    except UserError:
+        return None
+    defaults = TrainConfig()
+    sizes = [config.get("val_examples", defaults.val_examples),
+             config.get("val_size", defaults.val_size)]  # fmt: skip
+    if not all(isinstance(size, int) and not isinstance(size, bool) for size in sizes):
+        return None
+    return min(sizes)
 
 
 def compare(results: dict[str, AnalysisResult]) -> dict[str, Any]:
@@ -113,7 +176,7 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float
     headline=("best_epoch", "final_gap"),
 )
 def overfitting(ctx: AnalysisContext) -> AnalysisResult:
-    summary = summarize(ctx.history)
+    summary = summarize(ctx.history, validation_examples(ctx.run_dir))
     rows = summary["per_epoch"]
     figures = {"curves": _curves(rows, summary)} if rows else {}
     return AnalysisResult(summary, figures, _markdown(summary))
@@ -152,6 +215,30 @@ def _curves(rows: list[dict[str, Any]], summary: dict[str, Any]) -> Any:
     return fig
 
 
+def _drop_text(summary: dict[str, Any]) -> str:
+    """What the drop after the peak means: robust overfitting, noise, or unknown."""
+    drop = 100 * summary["val_pgd_drop"]
+    if drop <= 0:
+        return "no drop after the peak"
+    verdict, n = summary.get("robust_overfitting"), summary.get("val_examples")
+    if verdict is None:
+        return (
+            f"{drop:.1f} points lost after the peak; whether that is more than sampling noise is "
+            "unknown: the run's config.yaml does not say over how many validation examples"
+        )
+    best, last = summary["best_val_pgd_interval"], summary["final_val_pgd_interval"]
+    intervals = (
+        f"{CONFIDENCE:.0%} Wilson intervals over {n} validation examples: "
+        f"[{best[0]:.1%}, {best[1]:.1%}] at the peak, [{last[0]:.1%}, {last[1]:.1%}] at the end"
+    )
+    if verdict:
+        return f"robust overfitting: {drop:.1f} points lost after the peak, beyond the {intervals}"
+    return (
+        f"{drop:.1f} points lower after the peak, within sampling noise, not robust overfitting: "
+        f"the {intervals} overlap"
+    )
+
+
 def _markdown(summary: dict[str, Any]) -> str:
     if summary["best_epoch"] is None:
         return (
@@ -161,8 +248,7 @@ def _markdown(summary: dict[str, Any]) -> str:
     text = [
         f"Validation PGD accuracy peaked at epoch **{summary['best_epoch']}** of "
         f"{summary['epochs']} ({summary['best_val_pgd']:.1%}) and ended at "
-        f"{summary['final_val_pgd']:.1%} (robust overfitting: "
-        f"{100 * summary['robust_overfitting']:.1f} points lost after the peak)."
+        f"{summary['final_val_pgd']:.1%} ({_drop_text(summary)})."
     ]
     if "final_gap" in summary:
         at_best = summary["gap_at_best"]

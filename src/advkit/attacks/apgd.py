@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from advkit.attacks._entry import public_attack
 from advkit.attacks._mode import attack_mode
+from advkit.attacks.gradients import input_gradient
 from advkit.attacks.losses import LOSSES, LossFn, cw_margin, targeted_dlr
 from advkit.threat import ThreatModel, get_threat
 
@@ -202,7 +203,7 @@ def apgd_run(
         delta.requires_grad_(True)
         logits = model(inputs + delta).float()
         loss = loss_fn(logits, labels)
-        (grad,) = torch.autograd.grad(loss.sum(), delta)
+        grad = input_gradient(loss.sum(), delta)
         delta.requires_grad_(False)
         logits = logits.detach()
         predictions = logits.argmax(dim=1)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from advkit.attacks._entry import public_attack
 from advkit.attacks._mode import attack_mode
+from advkit.attacks.gradients import input_gradient
 from advkit.attacks.losses import LOSSES, LossFn
 from advkit.threat import LinfThreat, ThreatModel, _as_batch, get_threat
 
@@ -48,7 +49,7 @@ def pgd_delta(
     for _ in range(steps):
         delta.requires_grad_(True)
         loss = loss_fn(model(inputs + delta), labels).sum()
-        (grad,) = torch.autograd.grad(sign * loss, delta)
+        grad = input_gradient(sign * loss, delta)
         with torch.no_grad():
             delta = threat.project(threat.ascent(delta, grad, step_size), inputs, eps)
     return delta.detach()
@@ -80,7 +81,7 @@ def _pgd_linf(
     for _ in range(steps):
         adv.requires_grad_(True)
         loss = loss_fn(model(adv), labels).sum()
-        (grad,) = torch.autograd.grad(loss, adv)
+        grad = input_gradient(loss, adv)
         adv.requires_grad_(False)
         with torch.no_grad():
             # The gradient is ours to overwrite unless autograd handed back a broadcast view.

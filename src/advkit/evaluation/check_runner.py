@@ -86,6 +86,8 @@ class CheckContext:
     robust: Tensor | None = None
 
 
+#: A check returns its warning, or None when it tested and saw nothing; it raises CheckSkipped
+#: (no budget) or CheckNotApplicable (nothing to test) with the reason.
 CheckFn = Callable[[CheckContext], str | None]
 #: Metadata ``last=True``: the check sizes itself to what the others left of the budget.
 CHECKS: Registry[CheckFn] = Registry("sanity check")
@@ -95,16 +97,31 @@ class CheckSkipped(Exception):
     """Raised by a check that cannot run meaningfully within its budget; the reason is reported."""
 
 
+class CheckNotApplicable(Exception):
+    """Raised by a check with nothing to test on this evaluation (e.g. no PGD-100 column to
+    compare with PGD-20); the reason is reported, and the check is not read as passed."""
+
+
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check's result: its warning (None: quiet), wall time, cost in forward-equivalents, and
-    why it was skipped (None: it ran)."""
+    """One check's result: its warning (None: quiet), wall time, cost in forward-equivalents, why
+    it was skipped (None: it ran) and why it did not apply (None: it did)."""
 
     name: str
     warning: str | None
     seconds: float
     cost: int
     skipped: str | None = None
+    not_applicable: str | None = None
+
+    @property
+    def status(self) -> str:
+        """ "fired", "quiet" (it tested and saw nothing), "skipped" or "not applicable"."""
+        if self.skipped is not None:
+            return "skipped"
+        if self.not_applicable is not None:
+            return "not applicable"
+        return "quiet" if self.warning is None else "fired"
 
 
 @dataclass(frozen=True)
@@ -134,8 +151,9 @@ class CheckReport:
             "level": self.level, "sample": self.sample, "budget": self.budget,
             "seconds": round(self.seconds, 3), "cost": self.cost,
             "runs": [
-                {"name": o.name, "fired": o.warning is not None, "seconds": round(o.seconds, 3),
-                 "cost": o.cost, "skipped": o.skipped}
+                {"name": o.name, "status": o.status, "fired": o.warning is not None,
+                 "seconds": round(o.seconds, 3), "cost": o.cost, "skipped": o.skipped,
+                 "not_applicable": o.not_applicable}
                 for o in self.outcomes
             ],
         }  # fmt: skip
@@ -181,15 +199,17 @@ def check_all(
             progress(Progress(name, done, len(names), resumed=False))
         spent = sum(outcome.cost for outcome in outcomes)
         left = None if context.budget is None else max(context.budget - spent, 0)
-        warning, skipped = None, None
+        warning, skipped, not_applicable = None, None, None
         started = time.perf_counter()
         with _seeded(context, name), count_forwards(context.model) as count:
             try:
                 warning = CHECKS.get(name)(replace(context, budget=left))
             except CheckSkipped as reason:
                 skipped = str(reason)
+            except CheckNotApplicable as reason:
+                not_applicable = str(reason)
         seconds = time.perf_counter() - started
-        outcomes.append(CheckOutcome(name, warning, seconds, count.cost, skipped))
+        outcomes.append(CheckOutcome(name, warning, seconds, count.cost, skipped, not_applicable))
     if progress is not None:
         progress(Progress("checks", len(names), len(names), resumed=False))
     budget = context.budget if context.level == "fast" else None

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advkit.attacks import attack_mode, fgsm, pgd, square
+from advkit.attacks.gradients import NO_INPUT_GRAPH, input_gradient_or_none
 from advkit.evaluation.check_runner import (
     CHECK_LEVELS,
     CHECKS,
@@ -36,6 +37,7 @@ from advkit.evaluation.check_runner import (
     FULL_SAMPLE,
     CheckContext,
     CheckFn,
+    CheckNotApplicable,
     CheckOutcome,
     CheckReport,
     CheckSkipped,
@@ -96,13 +98,19 @@ def nondeterministic(context: CheckContext) -> str | None:
 
 @CHECKS.register("zero_gradient")
 def zero_gradient(context: CheckContext) -> str | None:
-    """Many points where the loss has an exactly zero (or non-finite) input gradient."""
+    """No autograd path from the output to the input at all, or many points where the loss has
+    an exactly zero (or non-finite) input gradient."""
     inputs = context.inputs.detach().clone().requires_grad_(True)
     with attack_mode(context.model, train=False):
         loss = F.cross_entropy(context.model(inputs).float(), context.labels, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, inputs, allow_unused=True)
+        grad = input_gradient_or_none(loss, inputs)
     if grad is None:
-        grad = torch.zeros_like(inputs)
+        return (
+            f"gradient masked: {NO_INPUT_GRAPH}, so every gradient attack sees a zero gradient "
+            "and its robust accuracy means nothing. Run the forward with gradients enabled and "
+            "without detaching the input; meanwhile trust only black-box attacks (--suite "
+            "autoattack runs Square)."
+        )
     flat = grad.flatten(1)
     bad = (flat.abs().amax(dim=1) == 0) | ~torch.isfinite(flat).all(dim=1)
     fraction = float(bad.float().mean())
@@ -122,7 +130,9 @@ def more_steps_weaker(context: CheckContext) -> str | None:
     """PGD-100 leaving noticeably more points robust than PGD-20."""
     acc = context.accuracies
     if "pgd20" not in acc or "pgd100" not in acc:
-        return None
+        raise CheckNotApplicable(
+            "the evaluation has no PGD-20 and PGD-100 columns to compare; --suite paper has both"
+        )
     rise = acc["pgd100"] - acc["pgd20"]
     if rise > _margin(acc["pgd20"], context.n_examples):
         return (
@@ -137,6 +147,8 @@ def more_steps_weaker(context: CheckContext) -> str | None:
 def sweep_rises(context: CheckContext) -> str | None:
     """Robust accuracy that rises with eps in the sweep."""
     points = sorted(context.sweep)
+    if len(points) < 2:
+        raise CheckNotApplicable("no eps sweep of two or more radii to compare; --sweep adds one")
     for (eps_a, acc_a), (eps_b, acc_b) in pairwise(points):
         if acc_b - acc_a > _margin(acc_a, context.n_examples):
             return (
@@ -183,12 +195,16 @@ def black_box_wins(context: CheckContext) -> str | None:
     if context.cascade and "square" in acc:
         names = list(acc)
         before = acc[names[names.index("square") - 1]]
+        if before * context.n_examples < 2:
+            raise CheckNotApplicable(_NOTHING_LEFT)
         broken = before - acc["square"]
         if broken * context.n_examples >= 2 and broken > BLACK_BOX_FRACTION * before:
             return _black_box_message(broken / before)
         return None
     if context.norm not in SQUARE_NORMS:
-        return None
+        raise CheckNotApplicable(
+            f"Square attacks only {' and '.join(SQUARE_NORMS)}, not {context.norm}"
+        )
     model, inputs, labels = context.model, context.inputs, context.labels
     with count_forwards(model) as spent:
         if context.level == "fast" and context.robust is not None:
@@ -199,7 +215,7 @@ def black_box_wins(context: CheckContext) -> str | None:
             for loss in losses:
                 survivors &= predict(model, _pgd20(context, inputs, labels, loss=loss)).eq(labels)
     if int(survivors.sum()) < 2:
-        return None
+        raise CheckNotApplicable(_NOTHING_LEFT)
     x, y = inputs[survivors], labels[survivors]
     queries = CHECK_QUERIES
     if context.level == "fast" and context.budget is not None:
@@ -248,6 +264,9 @@ def _fit_square(inputs: Tensor, labels: Tensor, budget: int) -> tuple[Tensor, Te
     return inputs[:count], labels[:count], queries
 
 
+_NOTHING_LEFT = "fewer than 2 points withstood the gradient attacks: nothing left for Square"
+
+
 def _black_box_message(fraction: float) -> str:
     return (
         f"the black-box Square attack broke {fraction:.1%} of the points that the gradient "
@@ -280,6 +299,6 @@ def _margin(accuracy: float, n: int) -> float:
 __all__ = [
     "CHECKS", "CHECK_LEVELS", "DEFAULT_CHECK_LEVEL", "FAST_CALLS", "FAST_COST_PER_POINT",
     "FAST_FRACTION", "FAST_MIN_BUDGET", "FAST_MIN_SAMPLE", "FULL_SAMPLE", "CheckContext",
-    "CheckFn", "CheckOutcome", "CheckReport", "CheckSkipped", "check_all", "check_sample_size",
-    "fast_budget", "run_checks",
+    "CheckFn", "CheckNotApplicable", "CheckOutcome", "CheckReport", "CheckSkipped", "check_all",
+    "check_sample_size", "fast_budget", "run_checks",
 ]  # fmt: skip

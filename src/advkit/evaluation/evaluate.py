@@ -58,6 +58,9 @@ class EvalResult:
             cascade suite: under that attack and every earlier one).
         worst_case: (N,) bool, robust to every attack of the suite.
         seconds: compute time, summed over resumed sessions.
+        earlier_seconds: of ``seconds``, what earlier (interrupted) sessions spent; 0 for an
+            evaluation done in one go.
+        labels: (N,) the evaluated samples' labels (for per-class accuracies), or None.
     """
 
     suite: str
@@ -69,6 +72,8 @@ class EvalResult:
     worst_case: Tensor
     seconds: float
     cascade: bool = False
+    earlier_seconds: float = 0.0
+    labels: Tensor | None = None
 
     @property
     def n_examples(self) -> int:
@@ -142,6 +147,7 @@ def evaluate(
     return EvalResult(
         suite=suite.name, eps=float(eps), norm=norm, seed=int(seed), clean=clean, robust=robust,
         worst_case=worst, seconds=seconds, cascade=suite.cascade,
+        earlier_seconds=runner.prior_seconds, labels=labels,
     )  # fmt: skip
 
 

@@ -8,8 +8,9 @@ architecture and the test examples' indices.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +18,34 @@ from torch import nn
 
 #: Keys of an evaluation's JSON written by :func:`provenance`, in the order the report shows them.
 PROVENANCE_KEYS = ("architecture", "weights_sha256", "advkit_version", "torch_version")
+
+
+#: Arguments every model factory takes from the data, not from the user: no part of its name.
+DATA_ARGUMENTS = ("num_classes", "in_channels")
+
+
+def model_arguments(
+    architecture: str | None, model_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The arguments ``architecture`` was built with: for a registered name its factory's
+    defaults (``wrn``: depth 28, widen_factor 10, dropout 0.0) updated with ``model_kwargs``;
+    for anything else (a user's file, a Python class) ``model_kwargs`` alone, unimported."""
+    from advkit.models import MODELS
+
+    arguments: dict[str, Any] = {}
+    if architecture and architecture in MODELS.names():
+        for name, parameter in inspect.signature(MODELS.get(architecture)).parameters.items():
+            if name not in DATA_ARGUMENTS and parameter.default is not inspect.Parameter.empty:
+                arguments[name] = parameter.default
+    return {**arguments, **dict(model_kwargs or {})}
+
+
+def model_text(architecture: str | None, arguments: Mapping[str, Any] | None = None) -> str:
+    """The model as a report names it, ``wrn (depth=28, widen_factor=10, dropout=0.0)``: the
+    architecture with its ``arguments`` (the name alone says neither depth nor width)."""
+    name = str(architecture) if architecture else "model"
+    args = ", ".join(f"{key}={value!r}" for key, value in (arguments or {}).items())
+    return f"{name} ({args})" if args else name
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

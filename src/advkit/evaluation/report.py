@@ -3,12 +3,16 @@
 The JSON has ``"clean"``, one key per attack run and ``"worst_case"`` (robust accuracies in
 [0, 1]), plus ``"suite"``, ``"eps"``, ``"norm"``, ``"n_examples"``, ``"seconds"`` (the attacks'
 compute time), ``"warnings"``, ``"attacks"`` (the attack keys in order), ``"cascade"``, ``"seed"``,
-after an eps sweep ``"sweep"``, and when the sanity checks were run or skipped ``"checks"``
-(``CheckReport.to_dict()``: level, sample, budget, seconds and cost of each check). ``advkit
-eval`` adds ``"batch_size"``, ``"model"`` (the weights' fingerprint), ``"attack_cost"``
-(forward-equivalents of the attacks this command ran; a resumed evaluation counts only its last
-session) and ``"timing"`` (this command's seconds: loading, attacks, sweep, checks, figures,
-total).
+after an eps sweep ``"sweep"``, ``"per_class"`` (clean and worst-case accuracy with intervals
+per class: :mod:`advkit.evaluation.per_class`), and when the sanity checks were run or skipped
+``"checks"`` (``CheckReport.to_dict()``: level, sample, budget, seconds, cost and status of each
+check). ``advkit eval`` adds ``"batch_size"``, ``"model"`` (the weights' fingerprint),
+``"model_arguments"`` (the architecture's arguments, defaults included: the report names the
+model with them), ``"attack_cost"`` (forward-equivalents of the attacks this command ran; a
+resumed evaluation counts only its last session) and ``"timing"`` (seconds: loading, attacks,
+sweep, checks, figures, total; the attacks and the total count every session of a resumed
+evaluation, as ``"seconds"`` does; ``"attacks_earlier_sessions"``: what the interrupted ones
+spent).
 Beside every accuracy: ``"intervals"`` (``{column: [low, high]}``, Wilson score intervals at
 ``"confidence"``, also on each sweep point), ``"attack_params"`` (every attack's hyperparameters)
 and, on request, ``"per_sample"`` (``{column: [0/1 per example]}``). Accuracies are rounded to
@@ -24,15 +28,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from advkit.evaluation.check_report import checks_line, checks_markdown, not_applicable_line
 from advkit.evaluation.checks import CheckReport
-from advkit.evaluation.cost import CALL_COST
 from advkit.evaluation.evaluate import EvalResult
 from advkit.evaluation.intervals import (
     DEFAULT_CONFIDENCE,
     METHOD,
     accuracy_intervals,
 )
-from advkit.evaluation.provenance import PROVENANCE_KEYS
+from advkit.evaluation.per_class import per_class_markdown, per_class_rows
+from advkit.evaluation.provenance import PROVENANCE_KEYS, model_arguments, model_text
 from advkit.evaluation.suites import Suite, attack_params
 from advkit.humanize import format_bytes, format_duration, format_eps
 
@@ -49,10 +54,12 @@ def report_dict(
     suite: Suite | None = None,
     confidence: float = DEFAULT_CONFIDENCE,
     per_sample: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready summary of ``result`` with the checks' ``warnings`` (or their whole
     ``checks`` report), an optional sweep, the ``suite``'s attack hyperparameters, confidence
-    intervals, per-sample outcomes if asked, and ``extra`` keys."""
+    intervals, clean and worst-case accuracy per class (named by ``class_names``) when the
+    result has its labels, per-sample outcomes if asked, and ``extra`` keys."""
     accuracies = {name: round(acc, 6) for name, acc in result.accuracies().items()}
     n = result.n_examples
     if checks is not None:
@@ -75,6 +82,11 @@ def report_dict(
              "interval": accuracy_intervals({"_": acc}, n, confidence)["_"]}
             for eps, acc in sweep
         ]  # fmt: skip
+    if result.labels is not None:
+        data["per_class"] = per_class_rows(
+            result.labels, {"clean": result.clean, "worst_case": result.worst_case},
+            class_names, confidence,
+        )  # fmt: skip
     if per_sample:
         columns = {"clean": result.clean, **result.robust, "worst_case": result.worst_case}
         data["per_sample"] = {name: values.int().tolist() for name, values in columns.items()}
@@ -111,22 +123,11 @@ def headline(data: Mapping[str, Any]) -> str:
     return f"{text}, {attacks}, checks {format_duration(checks['seconds'])} ({checks['level']})"
 
 
-def checks_line(data: Mapping[str, Any]) -> str | None:
-    """``checks fast on 19 points: black_box 0.52 s, large_eps 0.21 s, ...``, slowest first."""
-    checks = data.get("checks")
-    if not checks or checks["level"] == "none":
-        return None
-    runs = sorted(checks["runs"], key=lambda run: -run["seconds"])
-    parts = [
-        f"{run['name']} " + ("skipped" if run.get("skipped") else format_duration(run["seconds"]))
-        for run in runs
-    ]
-    return f"checks {checks['level']} on {checks['sample']} points: " + ", ".join(parts)
-
-
 def timing_line(data: Mapping[str, Any]) -> str | None:
     """``total 13.0 s: loading 0.7 s, attacks 8.7 s, eps sweep 0.5 s, checks 2.7 s, figures
-    0.4 s`` (loading: the model and the data)."""
+    0.4 s`` (loading: the model and the data). After a resumed evaluation the attacks and the
+    total count every session (``attacks 8.7 s (5.1 s in earlier sessions)``), as the header
+    does."""
     timing = data.get("timing")
     if not timing:
         return None
@@ -135,6 +136,10 @@ def timing_line(data: Mapping[str, Any]) -> str | None:
     parts = [
         f"{label} {format_duration(timing[key])}" for key, label in labels.items() if key in timing
     ]
+    earlier = timing.get("attacks_earlier_sessions")
+    if earlier and "attacks" in timing:
+        index = [key for key in labels if key in timing].index("attacks")
+        parts[index] += f" ({format_duration(earlier)} in earlier sessions)"
     return f"total {format_duration(timing['total'])}: " + ", ".join(parts)
 
 
@@ -154,7 +159,9 @@ def format_table(data: Mapping[str, Any]) -> str:
         lines.append(
             f"sweep eps={format_eps(eps_point['eps'])}: {eps_point['robust_accuracy']:.2%}"
         )
-    lines += [line for line in (checks_line(data), timing_line(data)) if line]
+    lines += [
+        line for line in (checks_line(data), not_applicable_line(data), timing_line(data)) if line
+    ]
     lines += [f"warning: {warning}" for warning in data.get("warnings", [])]
     return "\n".join(lines)
 
@@ -206,7 +213,9 @@ def markdown_report(
             "break), so each row is the robust accuracy after that attack and all above it."
         )
     lines += ["", "## Sanity checks", ""]
-    lines += _checks_markdown(data)
+    lines += checks_markdown(data)
+    if data.get("timing") and data.get("checks"):
+        lines += ["", str(timing_line(data)).capitalize() + "."]
     if data.get("sweep"):
         lines += ["", "## Robust accuracy against eps (PGD-20)", "", "| eps | robust accuracy |"]
         lines.append("|---:|---:|")
@@ -214,6 +223,7 @@ def markdown_report(
             bounds = point.get("interval")
             shown = f" [{bounds[0]:.1%}, {bounds[1]:.1%}]" if bounds else ""
             lines.append(f"| {format_eps(point['eps'])} | {point['robust_accuracy']:.2%}{shown} |")
+    lines += per_class_markdown(data)
     if data.get("attack_params"):
         lines += ["", "## Attack settings", "", "| attack | parameters |", "|---|---|"]
         for name, params in data["attack_params"].items():
@@ -222,7 +232,9 @@ def markdown_report(
     recorded = [key for key in PROVENANCE_KEYS if data.get(key) is not None]
     if recorded:
         lines += ["", "## What was measured", ""]
-        lines += [f"- {key.replace('_', ' ')}: `{data[key]}`" for key in recorded]
+        shown = {**data, "architecture": model_text(data.get("architecture"),
+                                                    data.get("model_arguments"))}  # fmt: skip
+        lines += [f"- {key.replace('_', ' ')}: `{shown[key]}`" for key in recorded]
         if data.get("indices") is not None:
             lines.append(f"- examples: {_indices_text(data['indices'])} of the test set")
     for caption, relative in (images or {}).items():
@@ -235,36 +247,6 @@ def _indices_text(indices: Sequence[int]) -> str:
     if indices and list(indices) == list(range(indices[0], indices[0] + len(indices))):
         return f"indices {indices[0]}..{indices[-1]}"
     return f"{len(indices)} indices (listed in the JSON)"
-
-
-def _checks_markdown(data: Mapping[str, Any]) -> list[str]:
-    """The warnings, then (when recorded) the level and a table of each check's time and cost."""
-    checks = data.get("checks")
-    if checks is not None and checks["level"] == "none":
-        return ["Not run (--checks none): nothing here guards against gradient masking."]
-    lines = [f"- **warning:** {w}" for w in data["warnings"]] or ["No sanity check fired."]
-    if checks is None:
-        return lines
-    budget = checks.get("budget")
-    bound = f", within a budget of {budget} forward-equivalents" if budget is not None else ""
-    lines += [
-        "",
-        f"Level {checks['level']}, on {checks['sample']} evaluated points{bound}; "
-        f"{format_duration(checks['seconds'])}, {checks['cost']} forward-equivalents in all "
-        "(an image through the model counts 1, with its backward pass 2, each call "
-        f"{CALL_COST} more).",
-        "",
-        "| check | result | seconds | forward-equivalents |",
-        "|---|---|---:|---:|",
-    ]
-    for run in checks["runs"]:
-        result = f"skipped: {run['skipped']}" if run.get("skipped") else (
-            "**fired**" if run["fired"] else "quiet"
-        )  # fmt: skip
-        lines.append(f"| {run['name']} | {result} | {run['seconds']:.2f} | {run['cost']} |")
-    if data.get("timing"):
-        lines += ["", str(timing_line(data)).capitalize() + "."]
-    return lines
 
 
 def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
@@ -281,7 +263,13 @@ def _training_line(metadata: Mapping[str, Any]) -> str:
     method = metadata.get("method") or {}
     threat = metadata.get("threat") or {}
     facts = [
-        ("model", metadata.get("architecture")),
+        (
+            "model",
+            model_text(
+                metadata.get("architecture"),
+                model_arguments(metadata.get("architecture"), metadata.get("model_kwargs")),
+            ),
+        ),
         ("dataset", metadata.get("dataset")),
         ("training method", method.get("name") if isinstance(method, Mapping) else method),
         ("training threat", _threat_text(threat) if threat else None),
@@ -298,11 +286,11 @@ def _origin_line(origin: Mapping[str, Any]) -> str:
     if origin.get("python"):
         text = f"Model {origin['python']}, given to advkit.evaluate in Python (not an advkit run)"
     else:
-        args = ", ".join(f"{k}={v!r}" for k, v in (origin.get("model_kwargs") or {}).items())
+        reference = origin.get("reference")
+        arguments = model_arguments(reference, origin.get("model_kwargs"))
         text = (
-            f"Model {origin.get('reference')}" + (f" ({args})" if args else "")
-            + f" with the weights of {origin.get('weights')} (SHA-256 "
-            f"{origin.get('weights_sha256')}), not an advkit run"
+            f"Model {model_text(reference, arguments)} with the weights of "
+            f"{origin.get('weights')} (SHA-256 {origin.get('weights_sha256')}), not an advkit run"
         )  # fmt: skip
         norm = origin.get("normalization")
         text += (

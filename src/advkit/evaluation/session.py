@@ -32,7 +32,7 @@ from advkit.evaluation.examples import attack_examples
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
 from advkit.evaluation.outputs import Identity, Outputs, Placement, place_at_file, place_in_folder
 from advkit.evaluation.plots import plot_examples, plot_sweep
-from advkit.evaluation.provenance import provenance
+from advkit.evaluation.provenance import model_arguments, provenance
 from advkit.evaluation.report import markdown_report, report_dict, write_json, write_markdown
 from advkit.evaluation.suites import Suite
 from advkit.evaluation.sweep import eps_sweep
@@ -83,7 +83,7 @@ class Evaluation:
         timing = {key: round(value, 3) for key, value in self.timing.items()}
         return report_dict(
             self.result, sweep=self.sweep, checks=self.checks, suite=self.suite,
-            confidence=self.confidence, per_sample=self.per_sample,
+            confidence=self.confidence, per_sample=self.per_sample, class_names=self.class_names,
             extra={**self.extra, "timing": timing},
         )  # fmt: skip
 
@@ -118,7 +118,8 @@ class Evaluation:
         written: list[Path] = []
         images = self._figures(outputs, written)
         self.timing["figures"] = time.perf_counter() - clock
-        self.timing["total"] = time.perf_counter() - self.started
+        earlier = self.timing.get("attacks_earlier_sessions", 0.0)
+        self.timing["total"] = time.perf_counter() - self.started + earlier
         data = self.to_dict()
         report = markdown_report(
             data, title=self.title, metadata=self.metadata, images=images,
@@ -188,13 +189,15 @@ def run_evaluation(
     world = world or World()
     started = time.perf_counter() if started is None else started
     timing = dict(timing or {})
-    clock = time.perf_counter()
     with bar(f"eval {suite.name}", "chunk") as progress, count_forwards(model) as attack_count:
         result = evaluate(
             model, test, None, suite, eps=eps, norm=norm, batch_size=batch_size, seed=seed,
             state_path=state_path, progress=progress, world=world,
         )  # fmt: skip
-    timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
+    # One account of the attacks' time, the report's header and total alike: every session's.
+    timing["attacks"], clock = result.seconds, time.perf_counter()
+    if result.earlier_seconds:
+        timing["attacks_earlier_sessions"] = result.earlier_seconds
     attack_cost = int(world.sum_number(attack_count.cost))
     if not world.is_writer:
         return None
@@ -208,8 +211,11 @@ def run_evaluation(
     timing["checks"] = report.seconds
     record = {"batch_size": batch_size, **(extra or {}), "attack_cost": attack_cost,
               "workers": world.size}  # fmt: skip
+    metadata = described.get("metadata") or {}
+    architecture = metadata.get("architecture")
+    record.setdefault("model_arguments",
+                      model_arguments(architecture, metadata.get("model_kwargs")))  # fmt: skip
     if "weights_sha256" not in record:
-        architecture = (described.get("metadata") or {}).get("architecture")
         record |= provenance(architecture=architecture or type(model).__name__,
                              indices=range(len(test)), model=model)  # fmt: skip
     return Evaluation(result, report, sweep, suite, record, timing, model, test, started,
