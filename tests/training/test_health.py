@@ -152,3 +152,21 @@ def test_the_cli_summary_warns_of_a_one_class_training_set(tmp_path, capsys):
     assert code == 0
     assert "WARNING" in out and "holds 1 of the model's 4 classes" in out
     assert "validation split holds one class" in out
+
+
+class NoGrad(Flat):
+    """A forward under torch.no_grad(): nothing to train."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return super().forward(x)
+
+
+@pytest.mark.parametrize("method", ["natural", "pgd"])
+def test_a_model_without_a_gradient_path_is_a_user_error_not_a_crash(method):
+    from advkit.errors import UserError
+    from advkit.training.trainer import NoGradientError
+
+    with pytest.raises(NoGradientError, match="torch.no_grad") as caught:
+        advkit.fit(NoGrad(4), _learnable(64), method=method, **FAST)
+    assert isinstance(caught.value, UserError)

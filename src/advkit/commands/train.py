@@ -14,6 +14,7 @@ from advkit.config_resume import RESUMABLE_FIELDS
 from advkit.data import DATASETS, DataError, can_stream
 from advkit.data.loading_path import cannot_stream
 from advkit.distributed.world import World, current_rank, restarted
+from advkit.evaluation.provenance import model_arguments, model_text
 from advkit.humanize import format_duration, format_eps
 from advkit.methods import METHODS
 from advkit.models.reference import is_user_model
@@ -386,8 +387,11 @@ def summarize(meta: dict[str, Any], run_dir: Path) -> str:
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{100 * value:.2f}%"
 
+    architecture = meta["architecture"]
+    model = model_text(architecture, model_arguments(architecture, meta.get("model_kwargs")))
+
     return (
-        f"trained {meta['architecture']} with {meta['method']['name']} on {meta['dataset']} "
+        f"trained {model} with {meta['method']['name']} on {meta['dataset']} "
         f"({meta['threat']['norm']} eps={format_eps(meta['threat']['eps'])}) in "
         f"{format_duration(meta['train_seconds'])}\n"
         f"selected epoch {meta['selected_epoch']} ({meta['selected']}): validation clean "

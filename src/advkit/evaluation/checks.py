@@ -49,6 +49,7 @@ from advkit.evaluation.check_runner import (
 from advkit.evaluation.cost import CALL_COST, count_forwards
 from advkit.evaluation.evaluate import predict
 from advkit.evaluation.suites import SQUARE_NORMS
+from advkit.models.output_checks import PROBABILITY_ADVICE, looks_like_probabilities
 
 #: A fraction of points with a zero input gradient above this is flagged.
 ZERO_GRADIENT_FRACTION = 0.1
@@ -69,13 +70,11 @@ CHECK_QUERIES = 300
 @CHECKS.register("probabilities")
 def outputs_are_probabilities(context: CheckContext) -> str | None:
     """Outputs non-negative with rows summing to 1: a softmax where logits belong."""
-    outputs = _outputs(context)
-    sums = outputs.sum(dim=1)
-    if bool((outputs >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
+    if looks_like_probabilities(_outputs(context)):
         return (
-            "the model outputs look like probabilities (non-negative, each row sums to 1), not "
-            "logits: attacks on a softmax output get vanishing gradients and overstate "
-            "robustness. Remove the final softmax so the model returns logits, then re-evaluate."
+            f"{PROBABILITY_ADVICE}: attacks on a softmax output get vanishing gradients and "
+            "overstate robustness. Remove the final softmax so the model returns logits, then "
+            "re-evaluate."
         )
     return None
 

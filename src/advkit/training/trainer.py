@@ -38,6 +38,7 @@ from advkit.data import DataSplits, StreamingSplits, image_shape, num_batches
 from advkit.devices import resolve_device
 from advkit.distributed import World, worker_device
 from advkit.distributed.compression import attach_communication
+from advkit.errors import UserError
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import NormalizedModel
 from advkit.models.exported import is_in_process
@@ -75,6 +76,10 @@ class TrainingInterrupted(RuntimeError):
         where = f"; resume with: advkit train --resume {run_dir}" if run_dir else ""
         super().__init__(f"training interrupted, checkpoint saved{where}")
         self.run_dir = run_dir
+
+
+class NoGradientError(UserError, RuntimeError):
+    """A model whose loss has no gradient with respect to its weights: it cannot train."""
 
 
 @dataclass
@@ -295,6 +300,12 @@ class Trainer:
         return ramped_eps(self.config.eps, self.eps_warmup, progress)
 
     def _optimize(self, loss: Tensor) -> None:
+        if not loss.requires_grad:  # an attribute read: no cost per step
+            raise NoGradientError(
+                "the training loss does not depend on the model's weights through autograd: "
+                "the model's forward runs under torch.no_grad() or detaches its output (or all "
+                "its parameters are frozen); remove that so the model can be trained"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self._loss_scale if self._loss_scale != 1.0 else loss).backward()
         if self.config.grad_clip is not None:
