@@ -50,7 +50,7 @@ from advkit.training.data_feed import DataFeed, open_data
 from advkit.training.epoch_cost import EpochCost
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
 from advkit.training.optim import build_optimizer
-from advkit.training.progress import Progress, diverged_line, epoch_line
+from advkit.training.progress import diverged_line, epoch_bar, epoch_line, showing_run
 from advkit.training.run_setup import as_used, build_model, changes_on_resume, holding
 from advkit.training.run_writer import RunWriter, model_metadata
 from advkit.training.schedules import build_scheduler
@@ -265,7 +265,7 @@ class Trainer:
             self.writer.start(self.config, self.model_source)
             if self.global_step == 0:  # a fresh run: the weights it starts from, kept on resume
                 self.writer.initial(self.model.state_dict())
-            with stop_on_signals(self.request_stop):
+            with stop_on_signals(self.request_stop), showing_run(self):
                 try:
                     while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
                         self._train_epoch()
@@ -304,11 +304,7 @@ class Trainer:
         batches = self.feed.batches(
             epoch=self.epoch, start_batch=self.batch, first_step=self.global_step
         )
-        progress = Progress(
-            total=self.batches_per_epoch, initial=self.batch,
-            desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=config.quiet or not self.world.is_writer,
-        )  # fmt: skip
+        progress = epoch_bar(self)
         self.model.train()
         started = time.perf_counter()
         with progress:
