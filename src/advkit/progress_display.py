@@ -55,6 +55,9 @@ class LineBar(tqdm_std.tqdm):
     def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
         super().set_description(desc, refresh=False)
 
+    def set_description_str(self, desc: str | None = None, refresh: bool = True) -> None:
+        super().set_description_str(desc, refresh=False)
+
     def close(self) -> None:
         shown = not self.disable and getattr(self, "last_print_t", 0.0) >= self.start_t + self.delay
         if shown and self.last_print_n != self.n:
