@@ -66,8 +66,9 @@ class LineBar(tqdm_std.tqdm):
 
 
 def interactive() -> bool:
-    """Whether bars redraw in place: stderr is a terminal, or a notebook draws widgets."""
-    return IN_NOTEBOOK or _isatty(sys.stderr)
+    """Whether bars redraw in place: stderr is a terminal, or a Jupyter kernel's (which draws
+    widgets, or redraws a text bar without them)."""
+    return IN_NOTEBOOK or "ipykernel" in sys.modules or _isatty(sys.stderr)
 
 
 def bar(

@@ -100,6 +100,21 @@ def test_the_run_eta_is_the_mean_epoch_time_times_the_epochs_left(monkeypatch):
     assert clock.eta(3.5) == pytest.approx(130.0)
 
 
+def test_the_epoch_lines_of_a_run_end_with_its_eta(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(training_progress.time, "perf_counter", lambda: now[0])
+    record = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.5, "lr": 0.1, "train_seconds": 20.0}
+    assert "ETA" not in training_progress.epoch_line([record], 4)  # outside a run
+    token = training_progress._clock.set(training_progress.RunClock(epochs=4))
+    try:
+        now[0] = 25.0  # 25 s an epoch, measurements included
+        assert training_progress.epoch_line([record], 4).endswith("20.0 s  ETA 1 min 15 s")
+        last = record | {"epoch": 4}
+        assert "ETA" not in training_progress.epoch_line([record, last], 4)  # nothing left
+    finally:
+        training_progress._clock.reset(token)
+
+
 def test_the_epoch_bar_shows_the_run_eta(monkeypatch, terminal):
     now = [0.0]
     monkeypatch.setattr(training_progress.time, "perf_counter", lambda: now[0])

@@ -142,7 +142,8 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
 
     ``epoch 3/10  loss 0.812  acc 71.2%  val clean 80.1%  PGD 63.4%  lr 0.0421  42.0 s``
 
-    (with several workers: ``42.0 s (communicating 1.3 s)``).
+    (with several workers: ``42.0 s (communicating 1.3 s)``; during a run that shows its
+    progress, :func:`showing_run`, and with epochs left: ``  ETA 4 min 12 s``, the run's).
 
     The time is the epoch's own training time; metrics.jsonl keeps every value at full precision.
     """
@@ -171,6 +172,10 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
     parts.append(format_duration(record["train_seconds"] - before))
     if record.get("comm_iterations"):
         parts[-1] += f" (communicating {format_duration(record['comm_seconds'])})"
+    clock = _clock.get()
+    eta = clock.eta(record["epoch"]) if clock is not None and record["epoch"] < epochs else None
+    if eta is not None:
+        parts.append(f"ETA {format_duration(eta)}")
     return "  ".join(parts)
 
 
