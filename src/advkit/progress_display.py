@@ -80,12 +80,14 @@ def bar(
     closed; ``kwargs`` go to tqdm."""
     options: dict[str, Any] = {
         "desc": desc, "total": total, "unit": unit, "initial": initial, "disable": quiet,
-        "file": sys.stderr,
+        "file": sys.stderr, "miniters": 0,  # redrawn by time alone: updates may be fractions
     }  # fmt: skip
     if interactive():
         options |= {"leave": False, "dynamic_ncols": True}
         return auto_tqdm(**options | kwargs)
-    options |= {"leave": False, "mininterval": LOG_INTERVAL, "delay": LOG_INTERVAL}
+    # maxinterval: tqdm's monitor thread forces a redraw no more often than that either
+    options |= {"leave": False, "mininterval": LOG_INTERVAL, "delay": LOG_INTERVAL,
+                "maxinterval": max(LOG_INTERVAL, 10.0)}  # fmt: skip
     return LineBar(**options | kwargs)
 
 
@@ -115,11 +117,6 @@ class Task:
         if self.bar is not None:
             self.bar.update(amount)
 
-    def note(self, text: str) -> None:
-        """What the phase is doing now, shown beside the bar."""
-        if self.bar is not None:
-            self.bar.set_postfix_str(text, refresh=False)
-
 
 _NO_TASK = Task()
 _current: ContextVar[Task] = ContextVar("advkit_progress_task", default=_NO_TASK)
@@ -142,16 +139,6 @@ def task(desc: str, *, total: float | None = None, unit: str = "step", quiet: bo
     finally:
         _current.reset(token)
         progress.close()
-
-
-@contextmanager
-def no_task() -> Iterator[None]:
-    """Hide the current task from the block (work inside it is another phase's)."""
-    token = _current.set(_NO_TASK)
-    try:
-        yield
-    finally:
-        _current.reset(token)
 
 
 # --- log lines ---------------------------------------------------------------------------------
