@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -74,15 +75,15 @@ def test_missing_run_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_progress_bar_follows_the_callbacks(monkeypatch):
-    from advkit.commands import eval as eval_command
     from advkit.evaluation import Progress
+    from advkit.evaluation.eval_bar import EvalBar
 
-    monkeypatch.setattr(eval_command.sys.stderr, "isatty", lambda: True)
-    with eval_command._Bar("eval", quiet=False) as bar:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with EvalBar("eval", quiet=False) as bar:
         bar(Progress("clean", 1, None, resumed=True))
         bar(Progress("pgd20", 2, 5, resumed=False))
         assert (bar.bar.n, bar.bar.total) == (2, 5)
         bar(Progress("clean", 1, None, resumed=False))  # a new evaluation (the sweep) restarts
         assert bar.bar.n == 1
-    with eval_command._Bar("eval", quiet=True) as bar:
+    with EvalBar("eval", quiet=True) as bar:
         assert bar.bar is None

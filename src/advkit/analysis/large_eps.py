@@ -27,6 +27,7 @@ from advkit.analysis.figures import class_name, image_grid
 from advkit.attacks import attack_mode, pgd
 from advkit.config_values import ConfigError
 from advkit.humanize import format_eps
+from advkit.progress_display import current_task
 
 NAME = "large_eps"
 #: --set large_eps.KEY=VALUE options and their defaults (radii 0: derived from the run's eps).
@@ -71,6 +72,7 @@ def targeted_grid(
         with torch.no_grad(), attack_mode(ctx.model, train=False):
             probs.append(ctx.model(adv).float().softmax(1))
         adversarial.append(adv)
+        current_task().advance()
     shape = (count, classes, *inputs.shape[1:])
     return torch.cat(adversarial).view(shape), torch.cat(probs).view(count, classes, classes)
 
@@ -104,6 +106,7 @@ def large_eps(ctx: AnalysisContext) -> AnalysisResult:
     data: dict[str, Any] = {"inputs": inputs[:shown].cpu(), "labels": labels[:shown].cpu(),
                             "class_names": ctx.class_names}  # fmt: skip
     figures = {}
+    current_task().expect(len(radii) * math.ceil(count * ctx.num_classes / ctx.batch_size))
     for norm, radius in radii.items():
         adversarial, probs = targeted_grid(ctx, inputs, labels, norm=norm, radius=radius,
                                            steps=steps)  # fmt: skip

@@ -39,6 +39,7 @@ from advkit.analysis.measure import (
     logits_of,
     pgd_inputs,
 )
+from advkit.progress_display import current_task
 
 #: PGD steps of the robust accuracy (``--set steps=N``; 0: clean accuracy only).
 DEFAULT_STEPS = 5
@@ -133,6 +134,7 @@ def layer_scores(
         if missing:
             scores[name] = {"skipped": f"no {prefix}{missing[0]} of shape "
                             f"{tuple(local[missing[0]].shape)} in the source weights"}  # fmt: skip
+            current_task().advance()
             continue
         saved = snapshot(module)
         try:
@@ -140,6 +142,7 @@ def layer_scores(
             reset = outcome(model, inputs, labels, eps=eps, norm=norm, steps=steps, seed=seed)
         finally:
             load_into(module, saved)
+        current_task().advance()
         robust_drop = None
         if reset.robust_accuracy is not None and baseline.robust_accuracy is not None:
             robust_drop = fraction(baseline.robust_accuracy - reset.robust_accuracy)
@@ -284,8 +287,11 @@ def layer_criticality(ctx: AnalysisContext) -> AnalysisResult:
     inputs, labels = ctx.inputs[:count], ctx.labels[:count]
     seed = ctx.seed * 1_000_003 + ATTACK_PURPOSE
     args = {"eps": ctx.eps, "norm": ctx.norm, "steps": steps, "seed": seed}
-    baseline = outcome(ctx.model, inputs, labels, **args)
     sources = {"": _fresh_weights(ctx), "reinit_": _initial_weights(ctx)}
+    measured = sum(source is not None for source, _ in sources.values())
+    current_task().expect(1 + measured * len(layers(ctx.model)))  # models measured
+    baseline = outcome(ctx.model, inputs, labels, **args)
+    current_task().advance()
     skipped = {name: sources[prefix][1] for prefix, name in VARIANTS if sources[prefix][0] is None}
     entries = [
         {"name": name, "type": type(module).__name__,

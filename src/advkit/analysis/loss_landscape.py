@@ -33,6 +33,7 @@ from advkit.attacks import LOSSES, attack_mode
 from advkit.attacks.gradients import NO_INPUT_GRAPH, input_gradient_or_none
 from advkit.config_values import ConfigError
 from advkit.humanize import format_eps
+from advkit.progress_display import current_task
 
 NAME = "loss_landscape"
 #: --set loss_landscape.KEY=VALUE options and their defaults.
@@ -101,6 +102,7 @@ def plane_losses(
             images = inputs[example] + coords[point, 0].view(shape) * first[example]
             images.addcmul_(coords[point, 1].view(shape), second[example]).clamp_(0.0, 1.0)
             losses[start : start + len(flat)] = loss_fn(model(images), labels[example])
+            current_task().advance()
     return losses.view(count, points)
 
 
@@ -133,6 +135,8 @@ def loss_landscape(ctx: AnalysisContext) -> AnalysisResult:
     steps = torch.cat([radii, torch.tensor([-eps, 0.0, eps], dtype=torch.float64)])
     zeros = torch.zeros_like(steps)
     line_coords = torch.cat([torch.stack([steps, zeros], 1), torch.stack([zeros, steps], 1)])
+    batches = math.ceil(len(ctx.inputs) * len(line_coords) / ctx.batch_size)
+    current_task().expect(batches + len(PLANES) * math.ceil(average * grid**2 / ctx.batch_size))
     lines = plane_losses(
         ctx.model, ctx.inputs, ctx.labels, directions["adversarial"], directions["random"],
         line_coords, ctx.batch_size,

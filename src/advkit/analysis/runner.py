@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch import nn
 
-from advkit import runs
+from advkit import progress_display, runs
 from advkit.analysis.base import ANALYSES, AnalysisContext, AnalysisResult, AnalysisSkipped
 from advkit.config_values import ConfigError, coerce_value
 from advkit.errors import CorruptFileError
@@ -257,19 +257,23 @@ def run_analyses(
     sets: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     on_done: Callable[[Outcome], None] | None = None,
+    quiet: bool = False,
 ) -> list[Outcome]:
     """Run each analysis in ``names`` on ``ctx`` with its options; an analysis that needs what
     the context lacks (history, a rebuildable architecture), or raises AnalysisSkipped, is
-    skipped with the reason. ``on_done`` hears of each as it ends."""
+    skipped with the reason. ``on_done`` hears of each as it ends. Each shows a bar on stderr
+    (which analysis, and how far where it counts its work), none if ``quiet``."""
     sets = sets or {}
     outcomes = []
-    for name in names:
+    for number, name in enumerate(names, start=1):
         options = resolved_options(name, sets)
         started = time.perf_counter()
         result, skipped = None, _missing(name, ctx)
         if skipped is None:
+            desc = f"analysis {number}/{len(names)} {name}"
             try:
-                result = ANALYSES.get(name)(replace(ctx, options=dict(options)))
+                with progress_display.task(desc, quiet=quiet):
+                    result = ANALYSES.get(name)(replace(ctx, options=dict(options)))
             except AnalysisSkipped as why:
                 skipped = str(why) or "the analysis could not run on this model"
         outcome = Outcome(name, result, skipped, options, time.perf_counter() - started)

@@ -93,6 +93,7 @@ def cascade(
     device: torch.device | str | None = None,
     eps: float | None = None,
     norm: str = "linf",
+    on_stage: Callable[[int, str, int], None] | None = None,
 ) -> CascadeResult:
     """Run ``stages`` in order, each on the samples no earlier stage (nor the clean input) broke.
 
@@ -110,6 +111,9 @@ def cascade(
         eps, norm: when ``eps`` is given, every stage's output is checked to lie in the ``norm``
             ball of radius ``eps`` (pixel units, 1e-5 slack) and in [0, 1]; a ValueError names
             the offending stage otherwise.
+        on_stage: called as each stage starts on a chunk, with the stage's index, its name and
+            the examples it attacks (those still robust; 0 when none is left), for progress
+            reports (the count is known on the host already: no device synchronization).
 
     Returns:
         a :class:`CascadeResult` with per-stage robust masks and accuracies.
@@ -140,6 +144,8 @@ def cascade(
         adv = x.clone()
         for index, stage in enumerate(stages):
             todo = robust.nonzero().squeeze(1)
+            if on_stage is not None:
+                on_stage(index, stage.name, len(todo))
             if len(todo):
                 began = time.perf_counter()
                 x_todo, y_todo = x.index_select(0, todo), y.index_select(0, todo)

@@ -95,6 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"images per forward pass (count, default {DEFAULT_BATCH_SIZE})",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
 
@@ -135,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label}: {len(ctx.inputs)} test points, {ctx.norm} eps {format_eps(ctx.eps)} "
                   f"(loaded in {time.perf_counter() - run_started:.1f} s)")  # fmt: skip
             writer = RunWriter(target, loaded_run, sets)
-            results = run_analyses(ctx, names, sets, on_done=functools.partial(_report, writer))
+            results = run_analyses(ctx, names, sets, on_done=functools.partial(_report, writer),
+                                   quiet=args.quiet)  # fmt: skip
             written = writer.finish()
         _print_written(written)
         loaded.append(loaded_run)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from advkit import runs
 from advkit.commands import eval_external
@@ -18,13 +16,14 @@ from advkit.commands.workers import add_worker_options
 from advkit.config_values import parse_eps
 from advkit.devices import resolve_device
 from advkit.distributed import BACKENDS, World, close_world, init_world, worker_device
-from advkit.evaluation import SUITES, Progress, Suite, build_suite, format_table
+from advkit.evaluation import SUITES, Suite, build_suite, format_table
 from advkit.evaluation.checks import (
     CHECK_LEVELS,
     DEFAULT_CHECK_LEVEL,
     FAST_FRACTION,
     FAST_MIN_BUDGET,
 )
+from advkit.evaluation.eval_bar import bar_factory
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
 from advkit.evaluation.outputs import Identity, Placement, state_path
 from advkit.evaluation.provenance import provenance
@@ -264,11 +263,7 @@ def _evaluate_and_write(
                                 f"{world.size}.state.pt")  # fmt: skip
     if args.no_resume:
         state.unlink(missing_ok=True)
-    quiet = args.quiet or not world.is_writer
-
-    def bar(description: str, unit: str) -> _Bar:
-        return _Bar(description, quiet, unit=unit)
-
+    bar = bar_factory(args.quiet or not world.is_writer)
     evaluation = run_evaluation(
         model, test, suite, eps=eps, norm=norm, batch_size=args.batch_size, seed=args.seed,
         checks=args.checks, sweep_eps=sweep_eps, state_path=state, world=world, bar=bar,
@@ -302,28 +297,3 @@ def parse_eps_list(text: str, norm: str | None = None) -> list[float]:
         if norm is not None:
             check_budget(value, norm, name="--sweep radius")
     return values
-
-
-class _Bar:
-    """A tqdm bar fed by ``evaluate``'s progress callback; silent off a terminal or if quiet."""
-
-    def __init__(self, desc: str, quiet: bool, unit: str = "chunk") -> None:
-        disable = quiet or not sys.stderr.isatty()
-        self.bar = None if disable else tqdm(desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-
-    def __call__(self, progress: Progress) -> None:
-        if self.bar is None:
-            return
-        if progress.done < self.bar.n:
-            self.bar.reset()
-        if progress.total is not None and self.bar.total != progress.total:
-            self.bar.total = progress.total
-        self.bar.set_postfix_str(progress.phase, refresh=False)
-        self.bar.update(progress.done - self.bar.n)
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()

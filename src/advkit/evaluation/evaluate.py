@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from advkit.attacks import AttackStage, attack_mode, cascade
 from advkit.data.tensors import unit_float
 from advkit.distributed import World
+from advkit.evaluation.attack_progress import AttackClock
 from advkit.evaluation.state import EvalState
 from advkit.evaluation.suites import AttackEntry, Suite, build_suite
 from advkit.threat import check_budget, check_unit_range, get_threat
@@ -35,14 +36,31 @@ CASCADE = "cascade"
 
 @dataclass(frozen=True)
 class Progress:
-    """Reported after every chunk: the phase ("clean", an attack, "cascade"), chunks finished so
-    far in the whole evaluation, the total (None until clean accuracy is known) and whether the
-    chunk was read from saved state rather than computed."""
+    """Reported after every chunk: the phase ("clean", an attack, "cascade"), units finished so
+    far in the whole evaluation (a unit: a chunk of the clean pass, one attack on one chunk; in
+    a cascade, one stage on one chunk), the total (an upper bound until clean accuracy is
+    known) and whether the unit was read from saved state rather than computed.
+
+    ``live`` reports come between those, while an attack runs (``done`` then has a fraction of
+    the running unit, from the model calls so far). The attacks' reports also say which attack
+    runs (``attack``, number ``attack_index`` of ``attacks``), its examples done of the total
+    (this worker's; chunks whose turn of the attack is over), the examples still robust after
+    it so far, and the seconds left, estimated, for the attack (in a cascade: on this chunk) and
+    for the whole evaluation (None until something is measured to estimate from)."""
 
     phase: str
-    done: int
+    done: float
     total: int | None
     resumed: bool
+    live: bool = False
+    attack: str | None = None
+    attack_index: int = 0
+    attacks: int = 0
+    examples_done: int = 0
+    examples_total: int = 0
+    robust: int | None = None
+    eta_attack: float | None = None
+    eta_total: float | None = None
 
 
 ProgressFn = Callable[[Progress], None]
@@ -126,10 +144,10 @@ def evaluate(
         key["model"] = _fingerprint(model.state_dict().items())
         key["data"] = _fingerprint([("images", images), ("labels", labels)])
     state = EvalState.open(state_path, key)
-    phases = 1 if suite.cascade else len(suite.attacks)
     runner = _Runner(
         model, images, labels, state, eps=float(eps), norm=norm, seed=seed,
-        batch_size=batch_size, phases=phases, progress=progress, world=world,
+        batch_size=batch_size, phases=len(suite.attacks), progress=progress, world=world,
+        clock=AttackClock.of(model, suite.attacks, suite.cascade),
     )  # fmt: skip
     clean = runner.clean_pass()
     correct = clean.nonzero().squeeze(1)
@@ -168,6 +186,7 @@ class _Runner:
         phases: int,
         progress: ProgressFn | None,
         world: World,
+        clock: AttackClock,
     ) -> None:
         self.model, self.images, self.labels, self.state = model, images, labels, state
         self.world = world
@@ -178,6 +197,9 @@ class _Runner:
         self.prior_seconds = state.seconds
         self.done, self.total = 0, None
         self.budget = (eps, norm)
+        self.clock = clock
+        clean_chunks = len(range(world.rank, _count_chunks(len(labels), batch_size), world.size))
+        self.total = clean_chunks * (1 + phases)  # at most: every example classified correctly
 
     def seconds(self) -> float:
         return self.prior_seconds + time.perf_counter() - self.started
@@ -199,11 +221,14 @@ class _Runner:
         robust = self.state.values.setdefault(entry.name, clean.clone())
         mine = torch.zeros(len(clean), dtype=torch.bool)
         for chunk, index in self._my_chunks(correct, mine):
-            if not self._skip(entry.name, chunk):
+            if not self._skip(entry.name, chunk, robust[index]):
                 x, y = self._batch(index)
-                with self._seeded(entry.name, chunk):
+                self.clock.start(entry.name, len(index))
+                self._report(entry.name, live=True)
+                with self._seeded(entry.name, chunk), self.clock.counting(self._live(entry.name)):
                     adversarial = entry.attack(self.model, x, y)
                 robust[index] = self._still_correct(x, adversarial, y)
+                self.clock.done(entry.name, int(robust[index].sum()))
                 self._finish(entry.name, chunk)
         return self._combine(robust, mine)
 
@@ -215,14 +240,16 @@ class _Runner:
         eps, norm = self.budget
         mine = torch.zeros(len(clean), dtype=torch.bool)
         for chunk, index in self._my_chunks(correct, mine):
-            if not self._skip(CASCADE, chunk):
+            if not self._skip(CASCADE, chunk, *(robust[name][index] for name in names)):
                 x, y = self._batch(index)
-                with self._seeded(CASCADE, chunk):
+                with self._seeded(CASCADE, chunk), self.clock.counting(self._live(CASCADE)):
                     outcome = cascade(
-                        self.model, x, y, stages, batch_size=self.batch_size, eps=eps, norm=norm
-                    )
+                        self.model, x, y, stages, batch_size=self.batch_size, eps=eps, norm=norm,
+                        on_stage=self._stage,
+                    )  # fmt: skip
                 for name, mask in zip(names, outcome.robust_masks.cpu(), strict=True):
                     robust[name][index] = mask
+                self.clock.done(names[-1], int(robust[names[-1]][index].sum()))
                 self._finish(CASCADE, chunk)
         return {name: self._combine(values, mine) for name, values in robust.items()}
 
@@ -258,25 +285,49 @@ class _Runner:
             yield
 
     def set_total(self, correct: Tensor) -> None:
-        """Once clean accuracy is known: this worker's chunks of the whole evaluation."""
-        chunks = _count_chunks(len(correct), self.batch_size)
-        mine = len(range(self.world.rank, chunks, self.world.size))
-        self.total = self.done + self.phases * mine
+        """Once clean accuracy is known: this worker's units of the whole evaluation."""
+        sizes = [len(part) for chunk, part in enumerate(_chunks(correct, self.batch_size))
+                 if chunk % self.world.size == self.world.rank]  # fmt: skip
+        self.total = self.done + self.phases * len(sizes)
+        self.clock.plan(sizes)
 
-    def _skip(self, phase: str, chunk: int) -> bool:
+    def _skip(self, phase: str, chunk: int, *robust: Tensor) -> bool:
+        """Whether saved state has the chunk's ``phase`` done (then reported, one unit per
+        attack, ``robust`` its outcomes)."""
         if not self.state.is_done(phase, chunk):
             return False
-        self._report(phase, resumed=True)
+        if phase == CLEAN:
+            self._report(phase, resumed=True)
+        for name, values in zip(self.clock.attacks if phase == CASCADE else [phase], robust,
+                                strict=False):  # fmt: skip
+            self.clock.done(name, int(values.sum()), computed=False)
+            self._report(phase, resumed=True)
         return True
 
     def _finish(self, phase: str, chunk: int) -> None:
         self.state.mark_done(phase, chunk, self.seconds())
         self._report(phase, resumed=False)
 
-    def _report(self, phase: str, *, resumed: bool) -> None:
-        self.done += 1
+    def _stage(self, index: int, name: str, attacking: int) -> None:
+        """A cascade stage starts on ``attacking`` examples of the chunk: the one before it is a
+        unit done, with those still robust."""
+        if index > 0:
+            self.clock.done(list(self.clock.attacks)[index - 1], attacking)
+            self._report(CASCADE, resumed=False)
+        self.clock.start(name, attacking)
+        self._report(CASCADE, live=True)
+
+    def _live(self, phase: str) -> Callable[[float], None]:
+        return lambda fraction: self._report(phase, live=True, fraction=fraction)
+
+    def _report(
+        self, phase: str, *, resumed: bool = False, live: bool = False, fraction: float = 0.0
+    ) -> None:
+        self.done += 0 if live else 1
         if self.progress is not None:
-            self.progress(Progress(phase, self.done, self.total, resumed))
+            status = vars(self.clock.status()) if phase != CLEAN else {}
+            self.progress(Progress(phase, self.done + fraction, self.total, resumed, live,
+                                   **status))  # fmt: skip
 
 
 def predict(model: nn.Module, inputs: Tensor) -> Tensor:

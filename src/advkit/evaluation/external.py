@@ -221,6 +221,7 @@ def evaluate(
     data_dir: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     title: str | None = None,
+    quiet: bool = False,
 ) -> Evaluation:
     """Evaluate any ``model`` mapping [0, 1] images to logits as ``advkit eval`` does: the
     attacks of ``suite`` at radius ``eps`` (pixel units), then the sanity checks (``checks``:
@@ -231,8 +232,10 @@ def evaluate(
     (N, C, H, W) or (N, H, W)), or a TensorData; the first ``n_examples`` are evaluated (default
     all). ``mean``/``std`` put that normalization inside the model. With ``out_dir`` the JSON,
     Markdown report and figures are written there, never replacing another evaluation (as
-    ``Evaluation.write(out_dir)`` does later)."""
+    ``Evaluation.write(out_dir)`` does later). Progress bars on stderr (the attack, its
+    examples, ETAs) unless ``quiet``."""
     from advkit.data import DATASETS, load_dataset
+    from advkit.evaluation.eval_bar import bar_factory
     from advkit.evaluation.evaluate import _fingerprint
     from advkit.runlock import hold_run
     from advkit.threat import check_budget
@@ -274,7 +277,7 @@ def evaluate(
               "dataset": dataset or "given images"}  # fmt: skip
     evaluation = run_evaluation(
         model, test, suite, eps=eps, norm=norm, batch_size=batch_size, seed=seed, checks=checks,
-        sweep_eps=sweep_eps, title=name, class_names=class_names,
+        sweep_eps=sweep_eps, title=name, class_names=class_names, bar=bar_factory(quiet),
         extra={"model": _fingerprint(model.state_dict().items()), "model_origin": origin},
         metadata={"architecture": origin["python"], "dataset": origin["dataset"],
                   "model_origin": origin},

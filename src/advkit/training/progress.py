@@ -1,19 +1,24 @@
 """What a user watches during training: a progress bar over an epoch's batches showing loss,
-accuracy, LR and images/s; one readable log line per epoch (``epoch_line``); and the plan of a
-run before it starts (``training_plan``).
+accuracy, LR, images/s and the run's ETA; a bar over each end-of-epoch measurement
+(validation, the tracked samples, the guard's checks); one readable log line per epoch
+(``epoch_line``); and the plan of a run before it starts (``training_plan``).
 
-Quiet when stderr is not a terminal (CI, logs) or when asked; postfix updates read tensors back
-from the device only every ``refresh`` steps so the bar costs no synchronization in between.
+Bars come from :mod:`advkit.progress_display` (a terminal, a notebook, or a log file written a
+line at a time); none with ``quiet`` or on a worker other than the writer. Postfix updates read
+tensors back from the device only every ``refresh`` steps so the bar costs no synchronization
+in between; the ETA is the mean time of this session's epochs (measurements included) times
+the epochs left.
 """
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
+from advkit import progress_display
 from advkit.humanize import format_duration, format_eps
 from advkit.training.optim import scaled_lr
 
@@ -21,33 +26,108 @@ if TYPE_CHECKING:
     from advkit.training.trainer import Trainer
 
 
+class RunClock:
+    """The run's progress in epochs (fractional) against wall time since this session began:
+    ``eta`` is the mean time of an epoch so far times the epochs left."""
+
+    def __init__(self, epochs: int, position: float = 0.0, *, quiet: bool = False) -> None:
+        self.epochs = epochs
+        self.first = position  # where this session started (a resumed run starts mid-way)
+        self.started = time.perf_counter()
+        self.epoch = int(position)  # the epoch being trained or measured (0-based)
+        self.quiet = quiet
+
+    def eta(self, position: float) -> float | None:
+        """Seconds left at ``position`` epochs done (None until some progress is made)."""
+        done = position - self.first
+        if done <= 0:
+            return None
+        return (time.perf_counter() - self.started) / done * max(self.epochs - position, 0.0)
+
+    def label(self) -> str:
+        return f"epoch {self.epoch + 1}/{self.epochs}"
+
+
+_clock: ContextVar[RunClock | None] = ContextVar("advkit_run_clock", default=None)
+
+
+@contextmanager
+def showing_run(trainer: Trainer) -> Iterator[RunClock]:
+    """The run's clock while ``trainer`` trains: the epoch bars read their ETA from it, the
+    measurements (:func:`measurement_bar`) their label and whether to show anything."""
+    position = trainer.epoch + trainer.batch / trainer.batches_per_epoch
+    quiet = trainer.config.quiet or not trainer.world.is_writer
+    token = _clock.set(RunClock(trainer.epochs, position, quiet=quiet))
+    try:
+        yield _clock.get()
+    finally:
+        _clock.reset(token)
+
+
+def epoch_bar(trainer: Trainer) -> Progress:
+    """The bar of the epoch ``trainer`` starts (or continues) now."""
+    clock = _clock.get() or RunClock(trainer.epochs, trainer.epoch + trainer.batch
+                                     / trainer.batches_per_epoch)  # fmt: skip
+    clock.epoch = trainer.epoch
+    quiet = trainer.config.quiet or not trainer.world.is_writer
+    return Progress(total=trainer.batches_per_epoch, initial=trainer.batch, desc=clock.label(),
+                    disable=quiet, clock=clock)  # fmt: skip
+
+
+@contextmanager
+def measurement_bar(desc: str, total: int) -> Iterator[Any]:
+    """A bar over ``total`` batches of an end-of-epoch measurement while a run shows progress
+    (:func:`showing_run`), labelled with the epoch; a disabled one otherwise."""
+    clock = _clock.get()
+    quiet = clock is None or clock.quiet
+    label = f"{clock.label()} {desc}" if clock is not None else desc
+    bar = progress_display.bar(label, total, unit="batch", quiet=quiet)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
 class Progress:
+    """The bar of one epoch (a disabled one draws nothing and costs nothing)."""
+
     def __init__(
         self, total: int, initial: int = 0, desc: str = "", disable: bool = False,
-        refresh: int = 20,
+        refresh: int = 20, clock: RunClock | None = None,
     ) -> None:  # fmt: skip
-        self.disable = disable or not sys.stderr.isatty()
+        self.disable = disable
         self.refresh = refresh
-        self._bar = None if self.disable else tqdm(
-            total=total, initial=initial, desc=desc, unit="batch", leave=False, dynamic_ncols=True
+        self.total = total
+        self.desc = desc
+        self.clock = clock
+        self._bar = None if disable else progress_display.bar(
+            desc, total, unit="batch", initial=initial
         )  # fmt: skip
         self._steps = 0
         self._images = 0
         self._started = time.perf_counter()
+        self._shown = self._started
 
     def update(self, totals: Any, lr: float, batch_images: int) -> None:
         if self._bar is None:
             return
         self._steps += 1
         self._images += batch_images
-        self._bar.update(1)
+        now = time.perf_counter()
+        if self.clock is not None and now - self._shown >= 1.0:
+            self._shown = now
+            eta = self.clock.eta(self.clock.epoch + (self._bar.n + 1) / max(self.total, 1))
+            if eta is not None:
+                self._bar.set_description(f"{self.desc}, run ETA {format_duration(eta)}",
+                                          refresh=False)  # fmt: skip
         if self._steps % self.refresh == 0:
             seen = max(totals.seen, 1)
-            rate = self._images / max(time.perf_counter() - self._started, 1e-9)
+            rate = self._images / max(now - self._started, 1e-9)
             self._bar.set_postfix(
                 loss=f"{totals.loss.item() / seen:.3f}", acc=f"{totals.correct.item() / seen:.3f}",
-                lr=f"{lr:.3g}", img_s=f"{rate:.0f}",
+                lr=f"{lr:.3g}", img_s=f"{rate:.0f}", refresh=False,
             )  # fmt: skip
+        self._bar.update(1)
 
     def __enter__(self) -> Progress:
         return self
@@ -62,7 +142,8 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
 
     ``epoch 3/10  loss 0.812  acc 71.2%  val clean 80.1%  PGD 63.4%  lr 0.0421  42.0 s``
 
-    (with several workers: ``42.0 s (communicating 1.3 s)``).
+    (with several workers: ``42.0 s (communicating 1.3 s)``; during a run that shows its
+    progress, :func:`showing_run`, and with epochs left: ``  ETA 4 min 12 s``, the run's).
 
     The time is the epoch's own training time; metrics.jsonl keeps every value at full precision.
     """
@@ -91,6 +172,10 @@ def epoch_line(history: list[dict[str, Any]], epochs: int) -> str:
     parts.append(format_duration(record["train_seconds"] - before))
     if record.get("comm_iterations"):
         parts[-1] += f" (communicating {format_duration(record['comm_seconds'])})"
+    clock = _clock.get()
+    eta = clock.eta(record["epoch"]) if clock is not None and record["epoch"] < epochs else None
+    if eta is not None:
+        parts.append(f"ETA {format_duration(eta)}")
     return "  ".join(parts)
 
 

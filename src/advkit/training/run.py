@@ -14,6 +14,7 @@ from advkit.data import DataSplits, StreamingSplits
 from advkit.devices import resolve_device
 from advkit.distributed import close_world, init_world, restarted
 from advkit.models import NormalizedModel
+from advkit.progress_display import log_to_stderr
 from advkit.training.run_setup import as_used, changes_on_resume, holding
 from advkit.training.trainer import Trainer, TrainResult
 
@@ -34,8 +35,21 @@ def train(
     writer throughout (:func:`advkit.runlock.hold_run`). Under torch's elastic launcher
     (``torchrun``, ``advkit train --nproc N``), or inside a process group the caller started,
     every worker calls this and they train one model together; workers the launcher restarted
-    after a failure resume from the run's last checkpoint.
+    after a failure resume from the run's last checkpoint. The epoch lines go to stderr (unless
+    ``config.quiet``) when the caller configured no logging (:func:`log_to_stderr`).
     """
+    with log_to_stderr(config.quiet):
+        return _train(config, run_dir, resume=resume, data=data, model=model)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: str | Path | None,
+    *,
+    resume: bool,
+    data: DataSplits | StreamingSplits | None,
+    model: NormalizedModel | None,
+) -> TrainResult:
     world = init_world(resolve_device(config.validate().device), config.dist_backend)
     if run_dir is not None and restarted():  # torch's launcher restarted the workers: continue
         resume = resume or (Path(run_dir) / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT).is_file()

@@ -75,7 +75,7 @@ class EpochTracking:
         for prefix, data in self.samples.items():
             measured = clean_and_pgd(
                 model, data, eps=c.eps, norm=c.norm, steps=c.val_steps,
-                batch_size=max(c.batch_size, 256), world=self.world,
+                batch_size=max(c.batch_size, 256), world=self.world, desc=prefix.replace("_", " "),
             )  # fmt: skip
             record |= {f"{prefix}_{key}": value for key, value in measured.items()}
         if self.align_data is not None:

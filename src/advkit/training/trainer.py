@@ -53,7 +53,7 @@ from advkit.training.eps_schedule import ramped_eps, warmup_epochs
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
 from advkit.training.health import RunHealth
 from advkit.training.optim import build_optimizer
-from advkit.training.progress import Progress, diverged_line, epoch_line
+from advkit.training.progress import diverged_line, epoch_bar, epoch_line, showing_run
 from advkit.training.run_setup import as_used, build_model, changes_on_resume, holding
 from advkit.training.run_writer import RunWriter, model_metadata
 from advkit.training.schedules import build_scheduler
@@ -280,7 +280,7 @@ class Trainer:
                 self.writer.initial(self.model.state_dict())
             if self.epoch == 0:  # epoch 1's record will carry what is wrong from the start
                 self.health.at_start(self.model, self._probe_inputs())
-            with stop_on_signals(self.request_stop):
+            with stop_on_signals(self.request_stop), showing_run(self):
                 try:
                     while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
                         self._train_epoch()
@@ -327,11 +327,7 @@ class Trainer:
         batches = self.feed.batches(
             epoch=self.epoch, start_batch=self.batch, first_step=self.global_step
         )
-        progress = Progress(
-            total=self.batches_per_epoch, initial=self.batch,
-            desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=config.quiet or not self.world.is_writer,
-        )  # fmt: skip
+        progress = epoch_bar(self)
         self.model.train()
         started = time.perf_counter()
         with progress:

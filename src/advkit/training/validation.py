@@ -12,6 +12,7 @@ from advkit.attacks import pgd
 from advkit.attacks.losses import cross_entropy
 from advkit.data import TensorData, num_batches
 from advkit.distributed import World
+from advkit.training.progress import measurement_bar
 
 Attack = Callable[[nn.Module, Tensor, Tensor], Tensor]
 
@@ -28,9 +29,11 @@ def accuracies(
     world: World | None = None,
     *,
     losses: bool = False,
+    desc: str = "measuring",
 ) -> dict[str, float]:
     """Accuracy on ``data`` clean (key "clean") and on each attack's adversarial inputs; with
-    ``losses`` also their mean cross-entropy (keys "clean_loss", "<attack>_loss").
+    ``losses`` also their mean cross-entropy (keys "clean_loss", "<attack>_loss"). During a run
+    that shows progress, a bar named ``desc`` counts the batches.
 
     The model is evaluated in eval mode and its mode restored; counts stay on the device until
     the end. Attacks run in the mapping's order on each batch. Their random draws come from a
@@ -47,10 +50,11 @@ def accuracies(
     was_training = model.training
     model.eval()
     fork_devices = [device] if device.type == "cuda" else []
+    batches = range(num_batches(len(data), batch_size))
+    mine = batches[world.shard(len(batches))]
     try:
-        with torch.random.fork_rng(devices=fork_devices):
-            batches = range(num_batches(len(data), batch_size))
-            for b in batches[world.shard(len(batches))]:
+        with torch.random.fork_rng(devices=fork_devices), measurement_bar(desc, len(mine)) as bar:
+            for b in mine:
                 torch.manual_seed(MEASUREMENT_SEED * 1_000_003 + b)
                 inputs = data.inputs(slice(b * batch_size, (b + 1) * batch_size))
                 labels = data.labels[b * batch_size : (b + 1) * batch_size]
@@ -61,6 +65,7 @@ def accuracies(
                         hits[i] += (logits.argmax(1) == labels).sum()
                         if losses:
                             loss_sums[i] += cross_entropy(logits, labels).double().sum()
+                bar.update(1)
     finally:
         model.train(was_training)
     names = ["clean", *attacks]
@@ -83,12 +88,13 @@ def clean_and_pgd(
     batch_size: int = 256,
     world: World | None = None,
     losses: bool = True,
+    desc: str = "validation",
 ) -> dict[str, float]:
     """Accuracy (and with ``losses`` mean CE), clean and under PGD-``steps`` (step
     2.5 * eps / steps): keys clean, pgd[, clean_loss, pgd_loss] (at eps 0, PGD is the clean
-    input). Model in eval mode."""
+    input). Model in eval mode; ``desc`` names the bar (see :func:`accuracies`)."""
     attacks = {"pgd": partial(pgd, eps=eps, norm=norm, steps=steps)} if eps > 0 else {}
-    result = accuracies(model, data, attacks, batch_size, world, losses=losses)
+    result = accuracies(model, data, attacks, batch_size, world, losses=losses, desc=desc)
     if eps <= 0:
         result["pgd"] = result["clean"]
         if losses:
