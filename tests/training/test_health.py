@@ -167,6 +167,6 @@ def test_a_model_without_a_gradient_path_is_a_user_error_not_a_crash(method):
     from advkit.errors import UserError
     from advkit.training.trainer import NoGradientError
 
-    with pytest.raises(NoGradientError, match="torch.no_grad") as caught:
+    with pytest.raises(NoGradientError, match=r"torch\.no_grad") as caught:
         advkit.fit(NoGrad(4), _learnable(64), method=method, **FAST)
     assert isinstance(caught.value, UserError)
