@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from advkit.data.errors import DataError
+from advkit.data.labels import class_index
 from advkit.data.readers import decode_image
 
 
@@ -133,10 +134,7 @@ class Items(Dataset):
                 f"{where} is a {image.dtype} {tuple(image.shape)} image but the others are "
                 f"{self.dtype} {self.image_shape}; every image must share one shape and dtype"
             )
-        try:
-            label = int(label)
-        except (TypeError, ValueError):
-            raise DataError(f"{where} has label {label!r}; labels must be ints") from None
+        label = class_index(label, where)
         if label != int(self.labels[i]):
             raise DataError(
                 f"{where} has label {label} but {int(self.labels[i])} was read before: the "

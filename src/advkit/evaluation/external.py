@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advkit.data.labels import check_label_range
 from advkit.data.user_data import as_tensor_data
 from advkit.errors import UserError, WeightsMismatchError, reading
 from advkit.evaluation.evaluate import model_device
@@ -27,7 +28,7 @@ from advkit.evaluation.provenance import file_sha256
 from advkit.evaluation.session import Evaluation, run_evaluation
 from advkit.evaluation.suites import Suite, build_suite
 from advkit.models import NormalizedModel, create_model
-from advkit.models.user_factory import check_output
+from advkit.models.user_factory import check_output, output_count
 
 #: Files read with safetensors; the others with torch.load(weights_only=True).
 SAFETENSORS = ".safetensors"
@@ -265,6 +266,9 @@ def evaluate(
     shape = tuple(test.images.shape[1:])
     check_budget(eps, norm, shape, allow_zero=False)
     name = title or type(model).__name__
+    if not exact:  # labels from the caller: refused beyond the model's classes, not the reverse
+        outputs = output_count(model, shape, name)
+        check_label_range(test.labels, outputs, "data", f"the model has {outputs} outputs")
     check_output(model, shape, max(num_classes, 2), name, at_least=not exact)
     suite = build_suite(suite, eps=eps, norm=norm, seed=seed) if isinstance(suite, str) else suite
     sweep_eps = [float(value) for value in sweep] if sweep else None
