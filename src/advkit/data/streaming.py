@@ -286,12 +286,16 @@ def open_splits(
     val_size: int = 5000,
     subset: int | None = None,
     seed: int = 0,
+    for_training: bool = True,
 ) -> DataSplits | StreamingSplits:
     """Dataset ``name`` split as ``load_dataset`` splits it: a streamable one (image folders)
-    as :class:`StreamingSplits`, listed but not decoded; the others read into memory."""
+    as :class:`StreamingSplits`, listed but not decoded; the others read into memory.
+    ``for_training=False``: for evaluation, which needs only the test split."""
     spec = get_spec(name)
     if spec.stream is None:
-        return load_dataset(name, data_dir, val_size=val_size, subset=subset, seed=seed)
+        return load_dataset(
+            name, data_dir, val_size=val_size, subset=subset, seed=seed, for_training=for_training
+        )
     path = resolve_data_dir(name, data_dir)
     train, test, class_names = spec.stream(path)
     return stream_splits(

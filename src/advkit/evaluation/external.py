@@ -235,7 +235,8 @@ def evaluate(
     ``Evaluation.write(out_dir)`` does later)."""
     from advkit.data import DATASETS, load_dataset
     from advkit.evaluation.evaluate import _fingerprint
-    from advkit.runlock import hold_run
+    from advkit.evaluation.outputs import main_tag
+    from advkit.runlock import hold_outputs
     from advkit.threat import check_budget
 
     if not isinstance(model, nn.Module):
@@ -251,7 +252,7 @@ def evaluate(
                 f"unknown dataset {data!r}; choose one of {', '.join(DATASETS.names())}, or pass "
                 "(images, labels)"
             )
-        splits = load_dataset(data, data_dir, val_size=0)
+        splits = load_dataset(data, data_dir, val_size=0, for_training=False)
         test, class_names, dataset = splits.test, splits.class_names, data
         num_classes, exact = splits.num_classes, True
     else:
@@ -286,6 +287,7 @@ def evaluate(
     if evaluation is None:  # only on a worker other than rank 0, which this is not
         raise RuntimeError("advkit.evaluate runs in one process")
     if out_dir is not None:
-        with hold_run(out_dir, "advkit.evaluate"):
+        stem = f"eval-{main_tag(suite.name, eps, norm, {})}"
+        with hold_outputs(out_dir, stem, "advkit.evaluate", hint=" or choose another out_dir"):
             evaluation.write(out_dir)
     return evaluation
