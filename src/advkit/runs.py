@@ -60,6 +60,13 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
                 f"needs: {_unfinished(checkpoint.run)}"
             )
         return weights, meta
+    if path.is_dir() and path.name == CHECKPOINT_DIR and (path.parent / CONFIG_FILE).is_file():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".pt"))
+        raise RunError(
+            f"{path} is a run's checkpoints folder: name one checkpoint, e.g. "
+            f"{path / BEST_WEIGHTS} (it holds {', '.join(found) or 'none yet'}), or the run "
+            f"folder {path.parent} for its model"
+        )
     if path.is_dir():
         weights, meta = path / MODEL_FILE, path / META_FILE
     elif path.suffix == ".safetensors":
@@ -235,7 +242,6 @@ def check_fits(
 ) -> None:
     """Refuse data whose image shape (C, H, W), class count or class names are not the model's."""
     from advkit.data import DataError, get_spec, image_shape
-    from advkit.data.labels import check_label_range
 
     hint = "pass the data the model was trained on with --dataset/--data-dir"
     shape = list(image_shape(splits.test))
@@ -250,8 +256,6 @@ def check_fits(
     classes = int(meta["num_classes"])
     # Without a fixed count or names (npz), the count is the largest label + 1: fewer may fit.
     known = get_spec(splits.dataset).num_classes is not None or splits.class_names is not None
-    if not known:  # labels the model cannot output: the data's to remap, not the model's
-        check_label_range(splits.test.labels, classes, what, f"the model has {classes} classes")
     if splits.num_classes > classes or (known and splits.num_classes != classes):
         raise DataError(f"{what} has {splits.num_classes} classes but the model {classes}: {hint}")
     names, own = splits.class_names, meta.get("class_names")

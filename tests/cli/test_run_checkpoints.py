@@ -82,6 +82,8 @@ def test_a_missing_checkpoint_lists_the_ones_there(run_dir, capsys):
     assert main(["eval", str(run_dir / runs.CHECKPOINT_DIR / "epoch5.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "no checkpoint at" in err and "best.safetensors, init.safetensors, last.pt" in err
+    assert main(["eval", str(run_dir / runs.CHECKPOINT_DIR)]) == 2  # the folder: name one
+    assert "is a run's checkpoints folder: name one checkpoint" in capsys.readouterr().err
 
 
 def test_weights_that_do_not_fit_the_metadata_are_not_to_be_deleted(run_dir, capsys):

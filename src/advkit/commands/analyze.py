@@ -54,7 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"NAME.KEY=VALUE) and defaults: {_options_text()}.",
     )
     parser.add_argument(
-        "runs", nargs="+", metavar="RUN", help="run folder(s), or model .safetensors files"
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folder(s), a run's checkpoint (RUN/checkpoints/best.safetensors, last.pt, "
+        "init.safetensors: outputs in RUN/checkpoint-<name>/), or model .safetensors files",
     )
     parser.add_argument(
         "--only", nargs="+", choices=ANALYSES.names(), metavar="NAME",

@@ -55,8 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "run",
         metavar="RUN",
         nargs="?",
-        help="run folder, or a model .safetensors file with its .json metadata beside it (or "
-        "leave it out and give --model REF --weights FILE --dataset NAME, below)",
+        help="run folder; one of its checkpoints (RUN/checkpoints/best.safetensors, last.pt, "
+        "init.safetensors: rebuilt with the run's model.json, outputs in RUN/checkpoint-<name>/); "
+        "or a model .safetensors file with its .json metadata beside it (or leave it out and "
+        "give --model REF --weights FILE --dataset NAME, below)",
     )
     parser.add_argument(
         "--suite",

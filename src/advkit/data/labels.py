@@ -25,9 +25,10 @@ def class_indices(values: Any, what: str, count: int | None = None) -> np.ndarra
     array = np.asarray(values)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
-    if array.ndim != 1 or (count is not None and len(array) != count):
-        need = f"{count} labels (N,)" if count is not None else "a 1-D array of labels (N,)"
-        raise DataError(f"{what}: labels must be {need}, got shape {tuple(array.shape)}")
+    if count is not None and (array.ndim != 1 or len(array) != count):
+        raise DataError(f"{what}: {count} images need {count} labels (N,), got {array.shape}")
+    if array.ndim != 1:
+        raise DataError(f"{what}: labels must be a 1-D array (N,), got shape {array.shape}")
     if array.dtype.kind == "f":
         array = _whole_floats(array, what)
     elif array.dtype.kind not in "iub":
@@ -87,7 +88,8 @@ def check_label_range(labels: Any, num_classes: int, what: str, owner: str) -> N
     low, high = int(array.min()), int(array.max())
     outside = np.unique(array[beyond])
     shown = ", ".join(str(v) for v in outside[:5]) + (", ..." if len(outside) > 5 else "")
-    remap = f" (e.g. subtract {low})" if high - low < num_classes and low > 0 else ""
+    # An offset range (5..14 for 10 classes) is shifted; other gaps are the caller's to map.
+    remap = f" (e.g. subtract {low})" if high - low + 1 == num_classes else ""
     raise DataError(
         f"{what}: {count} of {len(array)} labels ({shown}) are outside 0..{num_classes - 1} "
         f"({owner}; the labels span {low}..{high}): remap them to 0..{num_classes - 1}{remap}"
