@@ -133,3 +133,25 @@ def test_empty_data_says_which_split_is_empty():
         advkit.fit(_net(), empty, epochs=1, quiet=True)
     with pytest.raises(DataError, match=r"val_data is empty \(0 images\)"):
         user_splits((_images(), torch.zeros(12, dtype=torch.long)), empty)
+
+
+class _ChannelsLastItems(Dataset):
+    """Items of (H, W, C) images, as a Dataset without ToTensor returns them."""
+
+    def __init__(self, as_numpy: bool) -> None:
+        self.as_numpy = as_numpy
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        image = torch.rand(8, 6, 3)
+        return (image.numpy() if self.as_numpy else image), i % 2
+
+
+def test_channels_last_dataset_items_numpy_follows_its_layout_a_tensor_is_refused():
+    with pytest.raises(DataError, match=r"looks channels-last \(H, W, C\): permute it"):
+        StreamingData.from_dataset(_ChannelsLastItems(as_numpy=False))
+    numpy_items = StreamingData.from_dataset(_ChannelsLastItems(as_numpy=True))
+    assert numpy_items.image_shape == (3, 8, 6)  # read as 8 channels of 6x3 before
+    assert tuple(numpy_items.take(torch.arange(4)).images.shape) == (4, 3, 8, 6)
