@@ -119,10 +119,16 @@ def _state(path: Path) -> dict[str, Any]:
     return load_state(path)
 
 
-def checkpoint_weights(checkpoint: Checkpoint) -> dict[str, Tensor]:
-    """The model weights the checkpoint holds, as the run's own model.safetensors holds them."""
+def checkpoint_weights(checkpoint: Checkpoint | str | Path) -> dict[str, Tensor]:
+    """The model weights a checkpoint (or its path) holds, as the run's own model.safetensors
+    holds them."""
     from advkit.training.checkpoint import load_weights
 
+    if not isinstance(checkpoint, Checkpoint):
+        found = find_checkpoint(checkpoint)
+        if found is None:
+            raise runs.RunError(f"{checkpoint} is no checkpoint of a run (RUN/checkpoints/FILE)")
+        checkpoint = found
     if checkpoint.path.suffix == ".safetensors":
         return load_weights(checkpoint.path)
     state = _state(checkpoint.path)

@@ -27,6 +27,7 @@ from advkit.models.exported import is_in_process
 
 if TYPE_CHECKING:
     from advkit.data import DataSplits, StreamingSplits
+    from advkit.run_checkpoints import Checkpoint
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "model.json"
@@ -95,7 +96,7 @@ def _unfinished(run: Path) -> str:
     return f"training has not finished; `advkit train --resume {run}` completes it"
 
 
-def model_checkpoint(path: str | Path) -> Any:
+def model_checkpoint(path: str | Path) -> Checkpoint | None:
     """The :class:`advkit.run_checkpoints.Checkpoint` ``path`` names, or None (a run's model)."""
     from advkit.run_checkpoints import find_checkpoint
 
@@ -172,8 +173,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
         if checkpoint is not None:
             raise RunError(
                 f"{weights_path} holds weights of {meta['architecture']}, a module passed to "
-                "advkit.fit, which advkit cannot rebuild by name: build the module yourself and "
-                "load them into it (advkit.run_checkpoints.checkpoint_weights)"
+                "advkit.fit, which advkit cannot rebuild by name: build the module yourself, "
+                "wrap it in advkit.models.NormalizedModel(module, mean, std) and load "
+                "advkit.run_checkpoints.checkpoint_weights(PATH) into that"
             )
         return _load_exported(meta, meta_path).to(device).eval()
     model = create_model(

@@ -135,3 +135,21 @@ def test_find_checkpoint_tells_checkpoints_from_other_files(trained, tmp_path):
     last = find_checkpoint(_checkpoint(trained, "last"))
     assert (last.name, last.epoch, last.batch, last.tag) == ("last", 2, 0, "checkpoint-last")
     assert last.describe() == "checkpoint last (epoch 2)"
+
+
+def test_a_checkpoint_of_a_fit_module_says_how_to_load_it(tmp_path, capsys):
+    from torch import nn
+
+    import advkit
+    from advkit.models import NormalizedModel
+    from advkit.run_checkpoints import checkpoint_weights
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    data = (torch.rand(40, 1, 8, 8), torch.arange(40) % 3)
+    advkit.fit(net, data, method="natural", epochs=1, batch_size=20, run_dir=tmp_path / "fit",
+               quiet=True)  # fmt: skip
+    best = tmp_path / "fit" / runs.CHECKPOINT_DIR / runs.BEST_WEIGHTS
+    assert main(["eval", str(best), *EVAL]) == 2
+    assert "wrap it in advkit.models.NormalizedModel" in capsys.readouterr().err
+    again = NormalizedModel(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), (0.0,), (1.0,))
+    again.load_state_dict(checkpoint_weights(best))
