@@ -1,11 +1,15 @@
 """One writer per run folder: an OS lock on ``RUN_DIR/.lock``, naming its holder.
 
-Training, resuming, evaluating and the demo all write into a run folder; two of them at once
-leave one run's config beside the other's model. :func:`hold_run` takes an exclusive
-``fcntl.flock`` on the folder's lock file for as long as its ``with`` block runs, and writes the
-holder's pid, host, purpose and start time into it so that a refused writer is told who holds the
-folder. The OS releases the lock when its process dies: the lock file a killed run leaves behind
-is taken over by the next writer without any clean-up (a clean exit removes it).
+Training, resuming and the demo write a run folder; two of them at once leave one run's config
+beside the other's model. Evaluations and analyses only read a run: they hold just the outputs
+they write (:func:`hold_outputs`), so two of them writing other files run side by side, and
+:func:`holder` names a run's trainer to a reader that finds no model yet.
+
+:func:`hold_run` takes an exclusive ``fcntl.flock`` on the folder's lock file for as long as its
+``with`` block runs, and writes the holder's pid, host, purpose and start time into it so that a
+refused writer is told who holds the folder. The OS releases the lock when its process dies:
+the lock file a killed run leaves behind is taken over by the next writer without any clean-up
+(a clean exit removes it).
 
 The lock is re-entrant within one thread (``advkit demo`` holds the folder, then trains and
 evaluates, each holding it again) and refuses other threads of the same process like any other
@@ -64,14 +68,18 @@ def _holds() -> dict[Path, _Held]:
 
 
 @contextmanager
-def hold_run(run_dir: str | Path, purpose: str, *, hint: str = "") -> Iterator[None]:
+def hold_run(
+    run_dir: str | Path, purpose: str, *, hint: str = "", lock_name: str = LOCK_FILE,
+    what: str | None = None,
+) -> Iterator[None]:  # fmt: skip
     """Hold ``run_dir`` (created if missing) as its only writer while the block runs.
 
     ``purpose`` names the writer for whoever is refused (e.g. ``"advkit train"``); ``hint`` is
     appended to the refusal after "wait for it to end" (e.g. ``" or choose another --out"``).
     Raises :class:`RunLocked` at once, without waiting, when another process holds the folder.
     The lock file is removed on release, and the folder too if this hold created it and nothing
-    was written into it (a run that failed to start leaves nothing behind).
+    was written into it (a run that failed to start leaves nothing behind). ``lock_name`` and
+    ``what`` (the refusal's subject) serve :func:`hold_outputs`, which locks less than a folder.
 
     Among distributed workers, rank 0 holds the folder for all of them (the others never write).
     """
@@ -79,12 +87,13 @@ def hold_run(run_dir: str | Path, purpose: str, *, hint: str = "") -> Iterator[N
         yield
         return
     run_dir = Path(run_dir)
+    subject = what or f"{run_dir} is"
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RunError(f"cannot create the run folder {run_dir}: {error.strerror}") from None
-    path = (run_dir / LOCK_FILE).resolve()
+    path = (run_dir / lock_name).resolve()
     me = threading.get_ident()
     with _registry:
         held = _holds().get(path)
@@ -92,11 +101,11 @@ def hold_run(run_dir: str | Path, purpose: str, *, hint: str = "") -> Iterator[N
             held.depth += 1
         elif held is not None:
             raise RunLocked(
-                f"{run_dir} is being written by another thread of this process; wait for it "
+                f"{subject} being written by another thread of this process; wait for it "
                 f"to end{hint}"
             )
         else:
-            fd = _acquire(path, run_dir, hint)
+            fd = _acquire(path, subject, hint)
             if fd is None:  # a read-only folder, which nothing can write: nothing to lock
                 held = None
             else:
@@ -113,7 +122,7 @@ def hold_run(run_dir: str | Path, purpose: str, *, hint: str = "") -> Iterator[N
                     _release(held, path)
 
 
-def _acquire(path: Path, run_dir: Path, hint: str) -> int | None:
+def _acquire(path: Path, subject: str, hint: str) -> int | None:
     """An fd of ``path`` holding its exclusive flock; None if the folder is read-only to us."""
     for _ in range(100):
         try:
@@ -128,9 +137,7 @@ def _acquire(path: Path, run_dir: Path, hint: str) -> int | None:
         except BlockingIOError:
             who = _describe(path)
             os.close(fd)
-            raise RunLocked(
-                f"{run_dir} is being written by {who}; wait for it to end{hint}"
-            ) from None
+            raise RunLocked(f"{subject} being written by {who}; wait for it to end{hint}") from None
         except BaseException:
             os.close(fd)
             raise
@@ -141,7 +148,46 @@ def _acquire(path: Path, run_dir: Path, hint: str) -> int | None:
         except FileNotFoundError:
             pass
         os.close(fd)
-    raise RunLocked(f"{run_dir}: could not take its lock file {path}; try again")
+    raise RunLocked(f"could not take the lock file {path}; try again")
+
+
+@contextmanager
+def hold_outputs(
+    folder: str | Path, stem: str, purpose: str, *, hint: str = " or choose another --out"
+) -> Iterator[None]:
+    """Hold the outputs ``folder/stem*`` (e.g. ``eval-quick``: its JSON, report, figures and
+    state) as their only writer: two writers of the same outputs are refused, naming the holder,
+    while writers of other outputs, and readers of the folder, go on side by side. The lock is
+    ``folder/.stem.lock``; the folder is created if missing (and removed if left empty)."""
+    with hold_run(
+        folder, purpose, hint=hint, lock_name=f".{stem}.lock",
+        what=f"{Path(folder) / stem}* (outputs) are",
+    ):  # fmt: skip
+        yield
+
+
+def holder(folder: str | Path, lock_name: str = LOCK_FILE) -> str | None:
+    """Who holds ``folder``'s lock now, from another process ("pid 1234 (advkit train, since
+    10:02), running `advkit train ...`"); None when nobody does. Takes nothing: a probe."""
+    path = Path(folder) / lock_name
+    with _registry:
+        if path.resolve() in _holds():  # this very process: it knows what it does
+            return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _describe(path, command=True)
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _open(path: Path) -> int | None:
@@ -189,8 +235,9 @@ def _release(held: _Held, path: Path) -> None:
         os.close(held.fd)
 
 
-def _describe(path: Path) -> str:
-    """'pid 1234 (advkit train, since 10:02)' from the lock file; 'another process' if unknown."""
+def _describe(path: Path, *, command: bool = False) -> str:
+    """'pid 1234 (advkit train, since 10:02)' from the lock file; 'another process' if unknown.
+    ``command``: with the holder's command line after it."""
     try:
         info = json.loads(path.read_text())
         pid = int(info["pid"])
@@ -204,7 +251,14 @@ def _describe(path: Path) -> str:
         details.append("since " + time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", moment))
     host = info.get("host")
     where = f" on {host}" if host and host != socket.gethostname() else ""
-    return f"pid {pid}{where} ({', '.join(details)})"
+    argv = info.get("argv")
+    line = ""
+    if command and isinstance(argv, list) and argv:
+        program = Path(str(argv[0])).name
+        program = "advkit" if program in ("__main__.py", "advkit") else str(argv[0])
+        text = " ".join([program, *(str(part) for part in argv[1:])])
+        line = f", running `{text[:120]}{'...' if len(text) > 120 else ''}`"
+    return f"pid {pid}{where} ({', '.join(details)}){line}"
 
 
-__all__ = ["LOCK_FILE", "RunLocked", "hold_run"]
+__all__ = ["LOCK_FILE", "RunLocked", "hold_outputs", "hold_run", "holder"]

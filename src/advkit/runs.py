@@ -27,6 +27,7 @@ from advkit.models.exported import is_in_process
 
 if TYPE_CHECKING:
     from advkit.data import DataSplits, StreamingSplits
+    from advkit.run_checkpoints import Checkpoint
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "model.json"
@@ -45,20 +46,61 @@ class RunError(UserError, FileNotFoundError):
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:
-    """(weights, metadata) for a run folder or a ``.safetensors`` file with its ``.json`` beside."""
+    """(weights, metadata) for a run folder, one of a run's checkpoints (``RUN/checkpoints/
+    best.safetensors``, ``last.pt``, ...: the run's model.json), or a ``.safetensors`` file with
+    its ``.json`` beside."""
+    from advkit.run_checkpoints import find_checkpoint
+
     path = Path(path)
+    checkpoint = find_checkpoint(path)
+    if checkpoint is not None:
+        weights, meta = checkpoint.path, checkpoint.run / META_FILE
+        if not meta.is_file():
+            raise RunError(
+                f"{checkpoint.run} has no {META_FILE} yet, which rebuilding its checkpoints "
+                f"needs: {_unfinished(checkpoint.run)}"
+            )
+        return weights, meta
+    if path.is_dir() and path.name == CHECKPOINT_DIR and (path.parent / CONFIG_FILE).is_file():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".pt"))
+        raise RunError(
+            f"{path} is a run's checkpoints folder: name one checkpoint, e.g. "
+            f"{path / BEST_WEIGHTS} (it holds {', '.join(found) or 'none yet'}), or the run "
+            f"folder {path.parent} for its model"
+        )
     if path.is_dir():
         weights, meta = path / MODEL_FILE, path / META_FILE
     elif path.suffix == ".safetensors":
         weights, meta = path, path.with_suffix(".json")
     else:
-        raise RunError(f"{path} is neither a run folder nor a .safetensors model file")
+        raise RunError(
+            f"{path} is neither a run folder, a run's checkpoint (RUN/{CHECKPOINT_DIR}/FILE) nor "
+            "a .safetensors model file"
+        )
     if not weights.is_file():
-        hint = " (is training finished? `advkit train --resume` it)" if path.is_dir() else ""
-        raise RunError(f"no model weights at {weights}{hint}")
+        if path.is_dir() and ((path / CONFIG_FILE).is_file() or (path / CHECKPOINT_DIR).is_dir()):
+            raise RunError(f"{path} holds no model yet ({MODEL_FILE}): {_unfinished(path)}")
+        raise RunError(f"no model weights at {weights}")
     if not meta.is_file():
         raise RunError(f"no model metadata at {meta}: it must lie beside the weights")
     return weights, meta
+
+
+def _unfinished(run: Path) -> str:
+    """Why a run has no model yet, and what to do: its trainer named, or how to finish it."""
+    from advkit.runlock import holder
+
+    who = holder(run)
+    if who is not None:
+        return f"it is being trained by {who}; wait for training to end"
+    return f"training has not finished; `advkit train --resume {run}` completes it"
+
+
+def model_checkpoint(path: str | Path) -> Checkpoint | None:
+    """The :class:`advkit.run_checkpoints.Checkpoint` ``path`` names, or None (a run's model)."""
+    from advkit.run_checkpoints import find_checkpoint
+
+    return find_checkpoint(path)
 
 
 #: Keys of model.json that rebuilding the model needs, with the type each must have.
@@ -84,6 +126,11 @@ def load_metadata(path: str | Path) -> dict[str, Any]:
             f"{meta_path} holds invalid {', '.join(wrong) or 'num_classes'}: "
             f"{repair_hint(meta_path)}"
         )
+    checkpoint = model_checkpoint(path)
+    if checkpoint is not None:
+        from advkit.run_checkpoints import checkpoint_metadata
+
+        return checkpoint_metadata(meta, checkpoint)
     return meta
 
 
@@ -116,19 +163,30 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     given as a file is rebuilt from the copy in the run folder (``model_source/``)."""
     from advkit.models import create_model
     from advkit.models.model_source import rebuild_reference
+    from advkit.run_checkpoints import checkpoint_weights
     from advkit.training.checkpoint import load_weights, load_weights_into
 
     weights_path, meta_path = model_paths(path)
     meta = load_metadata(path)
+    checkpoint = model_checkpoint(path)
     if is_in_process(meta["architecture"]):
+        if checkpoint is not None:
+            raise RunError(
+                f"{weights_path} holds weights of {meta['architecture']}, a module passed to "
+                "advkit.fit, which advkit cannot rebuild by name: build the module yourself, "
+                "wrap it in advkit.models.NormalizedModel(module, mean, std) and load "
+                "advkit.run_checkpoints.checkpoint_weights(PATH) into that"
+            )
         return _load_exported(meta, meta_path).to(device).eval()
     model = create_model(
         rebuild_reference(meta, meta_path.parent), num_classes=meta["num_classes"],
         mean=meta["mean"], std=meta["std"], **meta.get("model_kwargs", {}),
     )  # fmt: skip
+    weights = load_weights(weights_path) if checkpoint is None else checkpoint_weights(checkpoint)
     load_weights_into(
-        model, load_weights(weights_path), weights_path,
+        model, weights, weights_path,
         f"{meta['architecture']} with {meta['num_classes']} classes as {meta_path.name} says",
+        hint=mismatch_hint(weights_path, meta_path),
     )  # fmt: skip
     return model.to(device).eval()
 
@@ -176,7 +234,7 @@ def load_test_data(
             "--dataset npz --data-dir FILE.npz"
         )
     folder = data_dir or (meta.get("data_dir") if name == recorded else None)
-    splits = open_splits(name, folder, val_size=0)  # image folders: decoded when taken
+    splits = open_splits(name, folder, val_size=0, for_training=False)  # decoded when taken
     check_fits(meta, splits, f"{name} test data" + (f" from {folder}" if folder else ""))
     return splits
 
@@ -215,13 +273,18 @@ def _shape(shape: list[int]) -> str:
 
 
 def repair_hint(path: str | Path) -> str:
-    """What to do about a damaged or unreadable file of a run folder, chosen by its name."""
+    """What to do about a damaged or unreadable file of a run folder, chosen by its name.
+
+    Deleting is advised only for the damaged file itself, and only where nothing is lost by it
+    (what it held is rebuilt or was optional); never for a folder, whose other files are sound.
+    """
     path = Path(path)
     run = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
     in_run = (run / CONFIG_FILE).is_file() or (run / CHECKPOINT_DIR).is_dir()
-    restart = (
-        f"start the run over: delete {run / CHECKPOINT_DIR} and run "
-        f"`advkit train --config {run / CONFIG_FILE} --out {run}`"
+    has_last = (run / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file()
+    anew = (
+        f"train the run anew into another folder (`advkit train --config {run / CONFIG_FILE} "
+        "--out NEW_FOLDER`)"
     )
     if path.name.endswith(".state.pt"):
         return "delete it (or pass --no-resume) to start the evaluation over"
@@ -230,17 +293,42 @@ def repair_hint(path: str | Path) -> str:
     if not in_run:
         return "restore it or replace it with a good copy"
     if path.name == LAST_CHECKPOINT:
-        return f"restore it from a backup, or {restart}"
-    if path.name in (BEST_WEIGHTS, "best.json"):
-        return f"restore it from a backup, or {restart}"
-    if path.name in (MODEL_FILE, META_FILE) and (run / CHECKPOINT_DIR / LAST_CHECKPOINT).is_file():
+        return (
+            f"restore it from a backup, or {anew}; the run's model and other checkpoints stay "
+            "usable as they are"
+        )
+    if path.name == BEST_WEIGHTS:
+        return (
+            "restore it from a backup, or delete it (this file alone: a resumed run then ends with "
+            "its last epoch's weights); the run's model is not affected"
+        )
+    if path.name == "best.json":
+        return "restore it from a backup, or delete it (this file alone: it only records the epoch)"
+    if path.name in (MODEL_FILE, META_FILE) and has_last:
         return f"rebuild it from the checkpoints with `advkit train --resume {run}`"
+    if path.name in (MODEL_FILE, META_FILE):
+        return "restore it from a backup (the run has no checkpoint to rebuild it from)"
     if path.name == CONFIG_FILE:
-        return f"restore it (it records the run's options), or {restart}"
-    if path.name == METRICS_FILE:
+        return (
+            "restore it from a backup (it records the run's options); the run's model stays "
+            "usable without it"
+        )
+    if path.name == METRICS_FILE and has_last:
         return f"`advkit train --resume {run}` rewrites it from the checkpoint"
     if path.name.startswith("eval-") and path.suffix == ".json":
-        return "delete it, then run the evaluation again"
+        return "delete this file alone, then run the evaluation again"
     if path.name == INIT_WEIGHTS:
-        return "restore it from a backup, or delete it (analyses then skip re-initialization)"
-    return "restore it from a backup, or delete it"
+        return (
+            "restore it from a backup, or delete it (this file alone: analyses then skip "
+            "re-initialization)"
+        )
+    return "restore it from a backup, or move it out of the run folder"
+
+
+def mismatch_hint(weights: str | Path, meta: str | Path) -> str:
+    """What to do about weights that do not fit the model their metadata describes: neither file
+    need be damaged (copied from different runs?), so nothing is to be deleted."""
+    return (
+        f"{Path(weights).name} and {Path(meta).name} come from different models: give the weights "
+        "with the metadata they were saved with (restore the one that was replaced)"
+    )

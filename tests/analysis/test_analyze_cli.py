@@ -11,7 +11,7 @@ import pytest
 from advkit.analysis import ANALYSES
 from advkit.cli import main
 from tests.analysis.analysis_helpers import SMALL_EXAMPLES, shrink_defaults
-from tests.cli.test_run_lock import held_elsewhere
+from tests.cli.test_output_locks import outputs_held_elsewhere
 
 
 @pytest.fixture
@@ -150,7 +150,9 @@ def test_one_run_with_out_is_written_there_instead(runs, small, tmp_path, capsys
 
 
 def test_a_run_being_written_elsewhere_is_refused(runs, small, capsys):
-    with held_elsewhere(runs["pgd"], "advkit train") as pid:
+    """Another analysis writing the same files (a training holding the run is no obstacle to
+    reading it: tests/cli/test_output_locks.py)."""
+    with outputs_held_elsewhere(runs["pgd"], "analysis") as pid:
         code, _, err = analyze(runs["pgd"], "--only", "input_gradients", capsys=capsys)
     assert code == 2 and f"pid {pid}" in err and len(err.strip().splitlines()) == 1
     assert not (runs["pgd"] / "analysis.json").exists()

@@ -102,7 +102,8 @@ def test_messages_say_what_to_do(run_dir, capsys) -> None:
     _damage(run_dir / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT, "truncated")
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "last.pt is truncated or corrupt" in err and "start the run over" in err
+    assert "last.pt is truncated or corrupt" in err and "train the run anew into another" in err
+    assert "delete" not in err  # the run's model and other checkpoints are sound
 
 
 def test_truncated_config_is_refused_rather_than_resumed_with_defaults(run_dir, capsys) -> None:

@@ -138,9 +138,12 @@ def overrides(sets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def run_folder(path: str | Path) -> Path:
-    """The folder of a run (a run folder, or the folder of a ``.safetensors`` model file);
-    RunError unless it holds a model."""
+    """The folder of a run (a run folder, the run of one of its checkpoints, or the folder of a
+    ``.safetensors`` model file); RunError unless it holds a model."""
     runs.model_paths(path)
+    checkpoint = runs.model_checkpoint(path)
+    if checkpoint is not None:
+        return checkpoint.run
     path = Path(path)
     return path if path.is_dir() else path.parent
 

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from advkit import runs
 from advkit.analysis import ANALYSES, runner
 from advkit.analysis.report import RunWriter, Written, labels_for, write_comparison
 from advkit.analysis.runner import (
@@ -30,8 +31,13 @@ from advkit.analysis.runner import (
 from advkit.config_values import ConfigError
 from advkit.devices import resolve_device
 from advkit.humanize import format_eps
-from advkit.runlock import hold_run
+from advkit.run_checkpoints import outputs_folder
+from advkit.run_checkpoints import title as title_of
+from advkit.runlock import hold_outputs
 from advkit.threat import THREATS
+
+#: What every file an analysis writes is named after (analysis.json, analysis-<tag>.md, ...).
+ANALYSIS_STEM = "analysis"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"NAME.KEY=VALUE) and defaults: {_options_text()}.",
     )
     parser.add_argument(
-        "runs", nargs="+", metavar="RUN", help="run folder(s), or model .safetensors files"
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folder(s), a run's checkpoint (RUN/checkpoints/best.safetensors, last.pt, "
+        "init.safetensors: outputs in RUN/checkpoint-<name>/), or model .safetensors files",
     )
     parser.add_argument(
         "--only", nargs="+", choices=ANALYSES.names(), metavar="NAME",
@@ -119,13 +129,21 @@ def run(args: argparse.Namespace) -> int:
         )
     device = resolve_device(args.device)
     examples = runner.DEFAULT_EXAMPLES if args.examples is None else args.examples
-    labels = labels_for(folders)
+    labels = [
+        label if checkpoint is None else f"{label}/{checkpoint.tag}"
+        for label, checkpoint in zip(
+            labels_for(folders), map(runs.model_checkpoint, args.runs), strict=True
+        )
+    ]
     loaded: list[LoadedRun] = []
     outcomes: list[list[Outcome]] = []
     started = time.perf_counter()
-    for path, folder, label in zip(args.runs, folders, labels, strict=True):
-        target = Path(args.out) if args.out and len(args.runs) == 1 else folder
-        with hold_run(folder, "advkit analyze"), hold_run(target, "advkit analyze"):
+    for path, label in zip(args.runs, labels, strict=True):
+        target = Path(args.out) if args.out and len(args.runs) == 1 else outputs_folder(path)
+        if runs.model_checkpoint(path) is not None:
+            print(f"analyzing {title_of(path)}")
+        # The run is only read: the lock is on what this writes (another --out runs beside it).
+        with hold_outputs(target, ANALYSIS_STEM, "advkit analyze"):
             run_started = time.perf_counter()
             loaded_run = load_run(
                 path, examples=examples, seed=args.seed, device=device, eps=args.eps,
@@ -144,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         outcomes.append(results)
     if len(loaded) > 1:
         out = Path(args.out)
-        with hold_run(out, "advkit analyze"):
+        with hold_outputs(out, ANALYSIS_STEM, "advkit analyze"):
             _print_written(write_comparison(out, loaded, outcomes, sets))
     print(f"analyzed {len(loaded)} run(s) in {time.perf_counter() - started:.1f} s")
     return 0

@@ -25,10 +25,12 @@ from advkit.evaluation.checks import (
 )
 from advkit.evaluation.eval_bar import bar_factory
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
-from advkit.evaluation.outputs import Identity, Placement, state_path
+from advkit.evaluation.outputs import Identity, Placement, main_tag, state_path
 from advkit.evaluation.provenance import provenance
 from advkit.evaluation.session import run_evaluation
-from advkit.runlock import hold_run
+from advkit.run_checkpoints import outputs_folder
+from advkit.run_checkpoints import title as title_of
+from advkit.runlock import hold_outputs
 from advkit.threat import THREATS, check_budget
 
 
@@ -52,8 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "run",
         metavar="RUN",
         nargs="?",
-        help="run folder, or a model .safetensors file with its .json metadata beside it (or "
-        "leave it out and give --model REF --weights FILE --dataset NAME, below)",
+        help="run folder; one of its checkpoints (RUN/checkpoints/best.safetensors, last.pt, "
+        "init.safetensors: rebuilt with the run's model.json, outputs in RUN/checkpoint-<name>/); "
+        "or a model .safetensors file with its .json metadata beside it (or leave it out and "
+        "give --model REF --weights FILE --dataset NAME, below)",
     )
     parser.add_argument(
         "--suite",
@@ -154,19 +158,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, holding the run folder (or an external model's output folder): one being
-    trained or evaluated elsewhere is refused."""
-    if eval_external.is_external(args):
-        if args.json:
-            return _evaluate(args)
-        with hold_run(eval_external.output_folder(args), "advkit eval"):
-            return _evaluate(args)
-    path = Path(args.run)
-    folder = path if path.is_dir() else path.parent
-    if not (folder / runs.CONFIG_FILE).is_file():  # not a run folder (being trained, maybe)
-        runs.model_paths(path)  # its error, before the lock leaves a file there
-    with hold_run(folder, "advkit eval"):
+    """Evaluate, holding only the outputs it writes (:func:`_outputs`): the model is read, so
+    evaluations writing other files (another --out, suite or radius) run side by side, and one
+    writing the same files is refused, naming the holder."""
+    folder, stem = _outputs(args)
+    with hold_outputs(folder, stem, "advkit eval"):
         return _evaluate(args)
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path, str]:
+    """(folder, stem) of the files this evaluation writes or moves: ``--json PATH``'s, else
+    ``eval-<suite>[-<norm>-<eps>]*`` in ``--out`` or the model's outputs folder."""
+    if args.json:
+        path = Path(args.json)
+        return path.parent, path.with_suffix("").name
+    if eval_external.is_external(args):
+        eps, norm = runs.threat_of({}, args.eps, args.norm, purpose="evaluate")
+        return eval_external.output_folder(args), f"eval-{main_tag(args.suite, eps, norm, {})}"
+    meta = runs.load_metadata(args.run)  # its errors before anything is written
+    eps, norm = runs.threat_of(meta, args.eps, args.norm, purpose="evaluate")
+    folder = Path(args.out) if args.out else outputs_folder(args.run)
+    return folder, f"eval-{main_tag(args.suite, eps, norm, meta.get('threat') or {})}"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -184,7 +196,9 @@ def _evaluate_in(args: argparse.Namespace, world: World) -> int:
     if args.run is None:
         return _evaluate_external(args, world, started)
     meta = runs.load_metadata(args.run)
-    run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    run_dir = outputs_folder(args.run)  # a checkpoint's: RUN/checkpoint-<name>
+    if "checkpoint" in meta and world.is_writer:
+        print(f"evaluating {title_of(args.run)}")
     eps, norm = runs.threat_of(meta, args.eps, args.norm, purpose="evaluate")
     if args.n_examples < 1 or args.batch_size < 1:
         raise ValueError("--n-examples and --batch-size must be at least 1 (counts of images)")
@@ -202,8 +216,14 @@ def _evaluate_in(args: argparse.Namespace, world: World) -> int:
                           weights_path=weights)  # fmt: skip
     _evaluate_and_write(args, meta, run_dir, model, test, suite, eps, norm, sweep_eps, class_names,
                         started, world, model_id=measured["weights_sha256"][:16],
-                        title=run_dir.resolve().name, extra=measured)  # fmt: skip
+                        title=title_of(args.run),
+                        extra={**measured, **_checkpoint_of(meta)})  # fmt: skip
     return 0
+
+
+def _checkpoint_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the results record of the checkpoint evaluated (nothing for the run's model)."""
+    return {"checkpoint": meta["checkpoint"]} if "checkpoint" in meta else {}
 
 
 def _evaluate_external(args: argparse.Namespace, world: World, started: float) -> int:

@@ -120,7 +120,7 @@ def load(args: argparse.Namespace, device: Any) -> tuple[Any, Any, dict[str, Any
         raise ExternalArgsError(
             f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS.names())}"
         )
-    splits = load_dataset(args.dataset, args.data_dir, val_size=0)
+    splits = load_dataset(args.dataset, args.data_dir, val_size=0, for_training=False)
     known = get_spec(args.dataset).num_classes is not None or splits.class_names is not None
     mean = [parse_eps(value) for value in args.mean] if args.mean else None
     std = [parse_eps(value) for value in args.std] if args.std else None

@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from advkit.data.errors import DataError
+from advkit.data.labels import class_index
 from advkit.data.readers import decode_image
 
 
@@ -73,6 +74,8 @@ def as_image(image: Any, where: str) -> Tensor:
     if isinstance(image, Image.Image):
         pixels = np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
         image = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    if isinstance(image, np.ndarray) and _channels_last(image.shape):  # numpy's own layout
+        image = image.transpose(2, 0, 1)
     if isinstance(image, np.ndarray):  # torch shares only writable, contiguous memory
         writable = image.flags.writeable and image.flags.c_contiguous
         image = torch.from_numpy(image if writable else np.array(image))
@@ -83,6 +86,11 @@ def as_image(image: Any, where: str) -> Tensor:
         )
     if image.dim() == 2:
         image = image[None]
+    if _channels_last(tuple(image.shape)):
+        raise DataError(
+            f"{where} is a {tuple(image.shape)} tensor, which looks channels-last (H, W, C): "
+            "permute it to (C, H, W), e.g. image.permute(2, 0, 1) (torchvision's ToTensor does)"
+        )
     if image.dim() != 3:
         raise DataError(
             f"{where} has shape {tuple(image.shape)}; return (C, H, W) or (H, W) images"
@@ -100,6 +108,11 @@ def as_image(image: Any, where: str) -> Tensor:
             "images must lie in [0, 1] (divide 0-255 values by 255)"
         )
     return image
+
+
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    """An (H, W, C) image: last axis 1 or 3 channels, first not."""
+    return len(shape) == 3 and shape[-1] in (1, 3) and shape[0] not in (1, 3)
 
 
 class Items(Dataset):
@@ -133,10 +146,7 @@ class Items(Dataset):
                 f"{where} is a {image.dtype} {tuple(image.shape)} image but the others are "
                 f"{self.dtype} {self.image_shape}; every image must share one shape and dtype"
             )
-        try:
-            label = int(label)
-        except (TypeError, ValueError):
-            raise DataError(f"{where} has label {label!r}; labels must be ints") from None
+        label = class_index(label, where)
         if label != int(self.labels[i]):
             raise DataError(
                 f"{where} has label {label} but {int(self.labels[i])} was read before: the "

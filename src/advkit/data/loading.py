@@ -24,8 +24,11 @@ def _read(spec: DatasetSpec, path: Path) -> tuple[Splits, list[str] | None]:
         raise DataNotFoundError(f"{exc} {spec.how_to_get}") from exc
 
 
-def _check(spec: DatasetSpec, path: Path, splits: Splits, num_classes: int) -> None:
-    """Shape, dtype and label checks that hold for every reader (readers may be user-supplied)."""
+def _check(
+    spec: DatasetSpec, path: Path, splits: Splits, num_classes: int, for_training: bool
+) -> None:
+    """Shape, dtype and label checks that hold for every reader (readers may be user-supplied);
+    an empty training split only where it is trained on, an empty test split where it is not."""
     (x_train, _), (x_test, _) = splits
     for part, (images, labels) in zip(("train", "test"), splits, strict=True):
         if images.ndim != 4 or not (images.dtype == np.uint8 or images.dtype.kind == "f"):
@@ -42,17 +45,23 @@ def _check(spec: DatasetSpec, path: Path, splits: Splits, num_classes: int) -> N
                 f"{path}: {part} labels span {labels.min()}..{labels.max()}, "
                 f"outside 0..{num_classes - 1}"
             )
-    if len(x_train) == 0:
-        raise DataError(f"{path}: the training split is empty")
-    if x_train.shape[1:] != x_test.shape[1:]:
+    if len(x_train) == 0 and for_training:
+        raise DataError(
+            f"{path} holds no training images (an empty training split: x_train and y_train for "
+            "an .npz); training needs them, evaluation needs only the test split"
+        )
+    if len(x_test) == 0 and not for_training:
+        raise DataError(f"{path} holds no test images (an empty test split): nothing to evaluate")
+    if len(x_train) and x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(
             f"{path}: training images are {x_train.shape[1:]} (C, H, W) but test "
             f"images are {x_test.shape[1:]}; both splits must share one shape"
         )
-    if spec.image_shape is not None and tuple(x_train.shape[1:]) != spec.image_shape:
+    shape = tuple((x_train if len(x_train) else x_test).shape[1:])
+    if spec.image_shape is not None and shape != spec.image_shape:
         raise DataError(
             f"{path}: {spec.name} images should be {spec.image_shape} (C, H, W) "
-            f"but these are {tuple(x_train.shape[1:])}; is it the right dataset?"
+            f"but these are {shape}; is it the right dataset?"
         )
 
 
@@ -99,8 +108,12 @@ def load_dataset(
     val_size: int = 5000,
     subset: int | None = None,
     seed: int = 0,
+    for_training: bool = True,
 ) -> DataSplits:
     """Load dataset ``name`` into memory as image tensors, split train/val/test.
+
+    ``for_training=False`` (evaluation) reads data without a training split too (a test-only
+    .npz), refusing an empty test split instead.
 
     The validation split is ``val_size`` examples held out of the training set at random
     (seeded by ``seed``, kept in original order). ``subset=N`` then keeps only the first N of
@@ -118,20 +131,26 @@ def load_dataset(
         num_classes = len(class_names)
     else:
         num_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-    _check(spec, path, splits, num_classes)
+    _check(spec, path, splits, num_classes, for_training)
 
     full = TensorData.from_numpy(x_train, y_train)
     del splits, x_train, y_train
     n = len(full)
-    train_idx, val_idx = split_indices(n, val_size=val_size, subset=subset, seed=seed, name=name)
+    if n == 0:  # evaluation of a test-only file: nothing to split
+        train_idx = val_idx = torch.zeros(0, dtype=torch.long)
+    else:
+        train_idx, val_idx = split_indices(
+            n, val_size=val_size, subset=subset, seed=seed, name=name
+        )
     train = full if len(train_idx) == n else full.take(train_idx)
     val = full.take(val_idx)
     del full
-    mean, std = channel_stats(train.images)
+    test = TensorData.from_numpy(x_test, y_test)
+    mean, std = channel_stats(train.images if len(train) else test.images)
     return DataSplits(
         train=train,
         val=val,
-        test=TensorData.from_numpy(x_test, y_test),
+        test=test,
         num_classes=num_classes,
         mean=mean,
         std=std,

@@ -28,6 +28,7 @@ from torch import Tensor
 from advkit.data.batch_reader import BatchReader
 from advkit.data.errors import DataError
 from advkit.data.items import ImageFiles, Items, as_image
+from advkit.data.labels import check_label_range, class_indices
 from advkit.data.loading import load_dataset, split_indices
 from advkit.data.readers import index_image_folder
 from advkit.data.specs import get_spec, resolve_data_dir
@@ -151,15 +152,7 @@ def _int_targets(targets: Any, count: int) -> bool:
 
 
 def _label_tensor(labels: Any, count: int, name: str) -> Tensor:
-    array = np.asarray(labels)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise DataError(f"{name}: labels must be integers, got {array.dtype}")
-    if array.ndim != 1 or len(array) != count:
-        raise DataError(f"{name}: {count} items but labels of shape {array.shape}")
-    values = torch.as_tensor(array.astype(np.int64))
-    if len(values) and int(values.min()) < 0:
-        raise DataError(f"{name}: label {int(values.min())} is negative; labels are 0..classes-1")
-    return values
+    return torch.from_numpy(class_indices(labels, name, count=count))
 
 
 def image_folder_sources(root: Path) -> tuple[StreamingData, StreamingData, list[str]]:
@@ -243,11 +236,18 @@ def stream_splits(
     augment: str = "none",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    classes_owner: str | None = None,
 ) -> StreamingSplits:
     """Splits of a streamed training source: ``val`` if given, else ``val_size`` examples held
     out of ``train`` by the rule of ``load_dataset`` (seeded by ``seed``); ``subset`` keeps the
     first N of the rest. ``num_classes`` defaults to the largest label + 1 (or the number of
-    ``class_names``)."""
+    ``class_names``); labels beyond a given count are refused, the message naming
+    ``classes_owner`` (default "num_classes=K")."""
+    if num_classes is not None:
+        owner = classes_owner or f"num_classes={num_classes}"
+        check_label_range(train.labels, num_classes, dataset, owner)
+        if val is not None:
+            check_label_range(val.labels, num_classes, f"{dataset} (validation)", owner)
     if val is not None:
         train_idx, _ = split_indices(len(train), val_size=0, subset=subset, seed=seed, name=dataset)
     else:
@@ -286,12 +286,16 @@ def open_splits(
     val_size: int = 5000,
     subset: int | None = None,
     seed: int = 0,
+    for_training: bool = True,
 ) -> DataSplits | StreamingSplits:
     """Dataset ``name`` split as ``load_dataset`` splits it: a streamable one (image folders)
-    as :class:`StreamingSplits`, listed but not decoded; the others read into memory."""
+    as :class:`StreamingSplits`, listed but not decoded; the others read into memory.
+    ``for_training=False``: for evaluation, which needs only the test split."""
     spec = get_spec(name)
     if spec.stream is None:
-        return load_dataset(name, data_dir, val_size=val_size, subset=subset, seed=seed)
+        return load_dataset(
+            name, data_dir, val_size=val_size, subset=subset, seed=seed, for_training=for_training
+        )
     path = resolve_data_dir(name, data_dir)
     train, test, class_names = spec.stream(path)
     return stream_splits(

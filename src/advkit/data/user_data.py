@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from advkit.data.errors import DataError
+from advkit.data.labels import check_label_range, class_indices
 from advkit.data.tensors import DataSplits, TensorData, channel_stats
 
 #: The validation split held out of the caller's training data when none is given: this many
@@ -65,6 +66,11 @@ def _from_arrays(images: Any, labels: Any, what: str) -> TensorData:
         raise DataError(
             f"{what}: images must be (N, C, H, W) or (N, H, W), got shape {tuple(images.shape)}"
         )
+    if looks_channels_last(tuple(images.shape)):
+        raise DataError(
+            f"{what}: images of shape {tuple(images.shape)} look channels-last (N, H, W, C): "
+            "permute them to (N, C, H, W), e.g. images.permute(0, 3, 1, 2)"
+        )
     if not (images.dtype == torch.uint8 or images.is_floating_point()):
         raise DataError(
             f"{what}: images must be uint8 (0..255) or float in [0, 1], got {images.dtype}"
@@ -73,9 +79,15 @@ def _from_arrays(images: Any, labels: Any, what: str) -> TensorData:
     return TensorData(images.detach().cpu(), labels)
 
 
+def looks_channels_last(shape: tuple[int, ...]) -> bool:
+    """A 4-D image shape whose last axis holds 1 or 3 channels and whose second does not."""
+    return len(shape) == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
+
+
 def _nchw_numpy(images: np.ndarray, what: str) -> np.ndarray:
-    """NHWC numpy images (the numpy convention: last axis 1 or 3 channels) as NCHW."""
-    if images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+    """NHWC numpy images (the numpy convention: last axis 1 or 3 channels) as NCHW; a tensor
+    in that layout is refused instead (torch's convention is NCHW: see :func:`_from_arrays`)."""
+    if looks_channels_last(images.shape):
         return images.transpose(0, 3, 1, 2)
     if images.ndim not in (3, 4):
         raise DataError(f"{what}: images must be NCHW, NHWC or NHW, got shape {images.shape}")
@@ -83,16 +95,7 @@ def _nchw_numpy(images: np.ndarray, what: str) -> np.ndarray:
 
 
 def _labels(labels: Any, n: int, what: str) -> Tensor:
-    labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
-    if labels.dim() != 1 or len(labels) != n:
-        raise DataError(f"{what}: {n} images need {n} labels (N,), got {tuple(labels.shape)}")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        if labels.is_floating_point() and bool((labels != labels.round()).any()):
-            raise DataError(f"{what}: labels must be class indices 0..K-1, got fractional values")
-        labels = labels.long()
-    if len(labels) and int(labels.min()) < 0:
-        raise DataError(f"{what}: labels must be class indices 0..K-1, got {int(labels.min())}")
-    return labels.to(torch.int64).cpu()
+    return torch.from_numpy(class_indices(labels, what, count=n))
 
 
 def _read_dataset(dataset: Dataset, what: str) -> TensorData:
@@ -114,16 +117,39 @@ def user_splits(
     class_names: list[str] | None = None,
     augment: str = "none",
     name: str = "user-data",
+    classes_owner: str | None = None,
 ) -> DataSplits:
     """The caller's data as DataSplits; without ``val_data``, ``val_size`` examples (default
     min(5000, N // 10)) held out of ``train_data`` at random, by ``seed``, as load_dataset does.
 
     The test split is the validation split (``fit`` never reads it; evaluation takes its own
-    data).
+    data). ``classes_owner`` names where ``num_classes`` comes from in the message refusing
+    labels beyond it (default "num_classes=K").
     """
     train = as_tensor_data(train_data, "train_data")
-    if val_data is not None:
-        val = as_tensor_data(val_data, "val_data")
+    if len(train) == 0:
+        raise DataError("train_data is empty (0 images): training needs at least one example")
+    val = None if val_data is None else as_tensor_data(val_data, "val_data")
+    if val is not None and len(val) == 0:
+        raise DataError(
+            "val_data is empty (0 images): pass validation examples, or leave val_data out to "
+            "hold some out of train_data"
+        )
+    if val is not None and val.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(
+            f"val_data images are {tuple(val.images.shape[1:])} but train_data images "
+            f"{tuple(train.images.shape[1:])} (C, H, W); they must agree"
+        )
+    seen = max(int(train.labels.max()), int(val.labels.max()) if val is not None else 0) + 1
+    if class_names is not None and num_classes is None:
+        num_classes = len(class_names)
+        owner = f"{num_classes} class_names"
+    else:
+        owner = classes_owner or f"num_classes={num_classes}"
+    num_classes = max(seen, 2) if num_classes is None else num_classes
+    check_label_range(train.labels, num_classes, "train_data", owner)
+    if val is not None:
+        check_label_range(val.labels, num_classes, "val_data", owner)
     else:
         held = default_val_size(len(train)) if val_size is None else val_size
         if not 0 <= held < len(train):
@@ -138,17 +164,6 @@ def user_splits(
             train.take(torch.nonzero(~is_val).flatten()),
             train.take(torch.nonzero(is_val).flatten()),
         )
-    if len(val) and val.images.shape[1:] != train.images.shape[1:]:
-        raise DataError(
-            f"val_data images are {tuple(val.images.shape[1:])} but train_data images "
-            f"{tuple(train.images.shape[1:])} (C, H, W); they must agree"
-        )
-    seen = max(int(train.labels.max()), int(val.labels.max()) if len(val) else 0) + 1
-    if class_names is not None and num_classes is None:
-        num_classes = len(class_names)
-    num_classes = max(seen, 2) if num_classes is None else num_classes
-    if seen > num_classes:
-        raise DataError(f"labels go up to {seen - 1} but num_classes={num_classes}: raise it")
     mean, std = channel_stats(train.images)
     return DataSplits(
         train=train, val=val, test=val, num_classes=num_classes, mean=mean, std=std,

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advkit.data.labels import check_label_range
 from advkit.data.user_data import as_tensor_data
 from advkit.errors import UserError, WeightsMismatchError, reading
 from advkit.evaluation.evaluate import model_device
@@ -27,7 +28,7 @@ from advkit.evaluation.provenance import file_sha256
 from advkit.evaluation.session import Evaluation, run_evaluation
 from advkit.evaluation.suites import Suite, build_suite
 from advkit.models import NormalizedModel, create_model
-from advkit.models.user_factory import check_output
+from advkit.models.user_factory import check_output, output_count
 
 #: Files read with safetensors; the others with torch.load(weights_only=True).
 SAFETENSORS = ".safetensors"
@@ -237,7 +238,8 @@ def evaluate(
     from advkit.data import DATASETS, load_dataset
     from advkit.evaluation.eval_bar import bar_factory
     from advkit.evaluation.evaluate import _fingerprint
-    from advkit.runlock import hold_run
+    from advkit.evaluation.outputs import main_tag
+    from advkit.runlock import hold_outputs
     from advkit.threat import check_budget
 
     if not isinstance(model, nn.Module):
@@ -253,7 +255,7 @@ def evaluate(
                 f"unknown dataset {data!r}; choose one of {', '.join(DATASETS.names())}, or pass "
                 "(images, labels)"
             )
-        splits = load_dataset(data, data_dir, val_size=0)
+        splits = load_dataset(data, data_dir, val_size=0, for_training=False)
         test, class_names, dataset = splits.test, splits.class_names, data
         num_classes, exact = splits.num_classes, True
     else:
@@ -268,6 +270,9 @@ def evaluate(
     shape = tuple(test.images.shape[1:])
     check_budget(eps, norm, shape, allow_zero=False)
     name = title or type(model).__name__
+    if not exact:  # labels from the caller: refused beyond the model's classes, not the reverse
+        outputs = output_count(model, shape, name)
+        check_label_range(test.labels, outputs, "data", f"the model has {outputs} outputs")
     check_output(model, shape, max(num_classes, 2), name, at_least=not exact)
     suite = build_suite(suite, eps=eps, norm=norm, seed=seed) if isinstance(suite, str) else suite
     sweep_eps = [float(value) for value in sweep] if sweep else None
@@ -285,6 +290,7 @@ def evaluate(
     if evaluation is None:  # only on a worker other than rank 0, which this is not
         raise RuntimeError("advkit.evaluate runs in one process")
     if out_dir is not None:
-        with hold_run(out_dir, "advkit.evaluate"):
+        stem = f"eval-{main_tag(suite.name, eps, norm, {})}"
+        with hold_outputs(out_dir, stem, "advkit.evaluate", hint=" or choose another out_dir"):
             evaluation.write(out_dir)
     return evaluation

@@ -106,17 +106,10 @@ def build_user_model(
     return model
 
 
-def check_output(
-    model: nn.Module,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    what: str,
-    *,
-    at_least: bool = False,
-) -> None:
-    """Run a batch of two random (C, H, W) images through ``model`` in eval mode, without
-    gradients and with the caller's RNG untouched, and refuse an output that is not
-    (2, num_classes) logits (``at_least``: (2, K) with K >= num_classes)."""
+def output_count(model: nn.Module, input_shape: tuple[int, ...], what: str) -> int:
+    """How many logits ``model`` gives per image: a batch of two random (C, H, W) images run
+    through it in eval mode, without gradients and with the caller's RNG untouched; a
+    ModelReferenceError if it fails or returns anything but a (2, K) tensor."""
     device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
     device = device or torch.device("cpu")
     shown = "x".join(str(n) for n in input_shape)
@@ -129,18 +122,38 @@ def check_output(
                 output = model(inputs)
     except Exception as error:
         raise ModelReferenceError(
-            f"model {what!r} fails on a batch of 2 {shown} images ({describe_error(error)}): it "
-            f"must take (N, {', '.join(str(n) for n in input_shape)}) inputs in [0, 1]"
+            f"model {what!r} fails on a batch of 2 {shown} images, (C, H, W) as in the data "
+            f"({describe_error(error)}): give it data of the size and channels it takes, or make "
+            f"it take (N, {', '.join(str(n) for n in input_shape)}) inputs in [0, 1]"
         ) from error
     finally:
         model.train(was_training)
     shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
-    fits = shape is not None and len(shape) == 2 and shape[0] == 2
-    fits = fits and (shape[1] >= num_classes if at_least else shape[1] == num_classes)
-    if not fits:
+    if shape is None or len(shape) != 2 or shape[0] != 2:
         got = f"shape {shape}" if shape is not None else with_article(type(output).__name__)
         raise ModelReferenceError(
             f"model {what!r} returns {got} for a batch of 2 {shown} images; expected logits of "
-            f"shape (2, {num_classes}), one per class: make it output {num_classes} values per "
-            "image (a factory that takes num_classes gets the dataset's)"
+            "shape (2, K), one per class"
         )
+    return shape[1]
+
+
+def check_output(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    what: str,
+    *,
+    at_least: bool = False,
+) -> None:
+    """Refuse a model whose output on (C, H, W) images (:func:`output_count`) is not
+    (N, num_classes) logits (``at_least``: (N, K) with K >= num_classes)."""
+    count = output_count(model, input_shape, what)
+    if count == num_classes or (at_least and count > num_classes):
+        return
+    shown = "x".join(str(n) for n in input_shape)
+    raise ModelReferenceError(
+        f"model {what!r} returns shape (2, {count}) for a batch of 2 {shown} images; expected "
+        f"logits of shape (2, {num_classes}), one per class: make it output {num_classes} values "
+        "per image (a factory that takes num_classes gets the dataset's)"
+    )

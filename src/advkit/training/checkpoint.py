@@ -79,10 +79,12 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, Te
 
 
 def load_weights_into(
-    model: nn.Module, tensors: dict[str, Tensor], path: Path, expected: str = "the model"
-) -> None:
+    model: nn.Module, tensors: dict[str, Tensor], path: Path, expected: str = "the model",
+    *, hint: str | None = None,
+) -> None:  # fmt: skip
     """``model.load_state_dict(tensors)``, or a WeightsMismatchError saying which keys and shapes
-    of ``path`` do not fit ``expected`` (a description of the architecture)."""
+    of ``path`` do not fit ``expected`` (a description of the architecture), and ``hint`` (what
+    to do; default :func:`advkit.runs.repair_hint`)."""
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:
@@ -98,7 +100,7 @@ def load_weights_into(
         parts = [_listed(missing, "missing"), _listed(unexpected, "unexpected"), *shapes[:2]]
         details = "; ".join(part for part in parts if part) or "see -v"
         raise WeightsMismatchError(
-            f"the weights in {path} do not fit {expected} ({details}): {repair_hint(path)}"
+            f"the weights in {path} do not fit {expected} ({details}): {hint or repair_hint(path)}"
         ) from error
 
 

@@ -87,6 +87,7 @@ def fit(
     wrapped = _wrap(model, shape, mean, std)
     outputs = _probe(wrapped, shape)
     classes = outputs if num_classes is None else num_classes
+    owner = f"the model has {outputs} outputs" if num_classes is None else None
     if streamed:  # decoded per batch, or into memory when it fits (the trainer decides)
         val_set = None
         if val_data is not None:
@@ -98,12 +99,13 @@ def fit(
         splits = stream_splits(
             train_set, val=val_set, val_size=0 if val_set is not None else held, seed=seed,
             dataset=name, num_classes=classes, class_names=class_names,
-            augment=options.get("augment") or "none",
+            augment=options.get("augment") or "none", classes_owner=owner,
         )  # fmt: skip
     else:
         splits = user_splits(
             train_set, val_data, val_size=val_size, seed=seed, num_classes=classes,
             class_names=class_names, augment=options.get("augment") or "none", name=name,
+            classes_owner=owner,
         )  # fmt: skip
     if outputs != splits.num_classes:
         raise DataError(

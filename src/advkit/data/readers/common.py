@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from advkit.data.errors import DataError
+from advkit.data.labels import class_indices
 
 ArrayPair = tuple[np.ndarray, np.ndarray]
 """(images uint8 or float in [0, 1] (N, C, H, W), labels int64 (N,))."""
@@ -25,15 +26,9 @@ def find_named_npz(root: Path, npz_name: str) -> Path | None:
 
 
 def check_labels(labels: Any, num_classes: int | None, source: Path | str) -> np.ndarray:
-    """Labels as a 1-D int64 array, refusing non-integers and values outside [0, num_classes)."""
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:  # Keras-style (N, 1) label columns
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise DataError(f"{source}: labels must be a 1-D array, got shape {labels.shape}")
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{source}: labels must be integers, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64)
+    """Labels as a 1-D int64 array by the one rule of :func:`advkit.data.labels.class_indices`,
+    refusing values outside [0, num_classes)."""
+    labels = class_indices(labels, str(source))
     high = num_classes if num_classes is not None else np.iinfo(np.int64).max
     bad = np.flatnonzero((labels < 0) | (labels >= high))
     if bad.size:

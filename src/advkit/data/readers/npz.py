@@ -50,20 +50,27 @@ def _check_float_range(x: np.ndarray, key: str, path: Path) -> None:
 
 
 def read_npz(path: Path, num_classes: int | None = None) -> Splits:
-    """An ``.npz`` of images ``x_train``/``x_test`` (NHW or NHWC, uint8 or [0, 1]) and ``y_*``."""
+    """An ``.npz`` of images ``x_train``/``x_test`` (NHW or NHWC, uint8 or [0, 1]) and ``y_*``;
+    one of ``x_test``/``y_test`` alone has an empty training split (enough to evaluate on)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             absent = [k for k in NPZ_KEYS if k not in archive.files]
-            if absent:
+            test_only = set(absent) == {"x_train", "y_train"}
+            if absent and not test_only:
                 raise DataError(
                     f"{path} lacks {', '.join(absent)} (it has {', '.join(archive.files)}); "
-                    f"an .npz dataset needs {', '.join(NPZ_KEYS)}"
+                    f"an .npz dataset needs {', '.join(NPZ_KEYS)} (x_test and y_test alone "
+                    "serve evaluation)"
                 )
-            arrays = {k: archive[k] for k in NPZ_KEYS}
+            arrays = {k: archive[k] for k in NPZ_KEYS if k in archive.files}
     except DataError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path} is not a readable .npz archive ({exc}); recreate it") from exc
+    if test_only:  # an empty training split, which only training refuses (load_dataset)
+        x_test = arrays["x_test"]
+        arrays["x_train"] = np.zeros((0, *x_test.shape[1:]), dtype=x_test.dtype)
+        arrays["y_train"] = np.zeros(0, dtype=np.int64)
     splits = []
     for part in ("train", "test"):
         images = _npz_images(arrays[f"x_{part}"], f"x_{part}", path)
