@@ -14,7 +14,7 @@ from advkit.cli import main, user_message
 from advkit.training.checkpoint import load_state
 from tests.conftest import requires_fashion_mnist
 from tests.disk_faults import file_size_limit, refuse_writes
-from tests.evaluation.run_folder import make_run, stub_figures
+from tests.evaluation.run_folder import listing, make_run, stub_figures
 
 TRAIN = ["--subset", "256", "--val-size", "64", "--val-examples", "32", "--epochs", "2",
          "--batch-size", "64", "--steps", "1", "--val-steps", "1", "--quiet"]  # fmt: skip
@@ -119,3 +119,16 @@ def test_an_os_error_only_a_write_raises_names_its_file_and_what_to_do(tmp_path,
     assert user_message(OSError(errno.ENOENT, "No such file or directory", "y")) == (
         "No such file or directory: y"
     )
+
+
+def test_a_displaced_evaluation_that_cannot_be_moved_stays_whole(run_dir, monkeypatch, capsys):
+    """A larger evaluation moves the smaller one aside: its report is rewritten first, so a
+    refusal leaves every file where it was (the figures were renamed before, losing the links)."""
+    assert main(["eval", str(run_dir), *EVAL]) == 0
+    before = listing(run_dir)
+    moved = "eval-quick-n8-b8-checks-none.md"
+    refuse_writes(monkeypatch, lambda name: name == moved)
+    assert main(["eval", str(run_dir), *EVAL, "--n-examples", "16"]) == 2
+    err = one_line_error(capsys.readouterr().err, "eval")
+    assert f"cannot write {run_dir / moved}: no space is left" in err
+    assert listing(run_dir) == before
