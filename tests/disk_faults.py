@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import io
 import os
 import resource
 import signal
@@ -39,13 +40,14 @@ def file_size_limit(limit: int) -> Iterator[None]:
 
 
 class _Refusing:
-    """A binary file whose writes fail as on a full disk once ``room`` bytes are written."""
+    """A file whose writes fail as on a full disk once ``room`` bytes are written (the writes
+    before go through, as a real disk's do: a file written in place is left truncated)."""
 
     def __init__(self, handle: Any, code: int, room: int) -> None:
         self._handle, self._code, self._room = handle, code, room
 
     def write(self, data: Any) -> int:
-        self._room -= len(memoryview(data).cast("B"))
+        self._room -= len(data.encode()) if isinstance(data, str) else memoryview(data).nbytes
         if self._room < 0:
             raise OSError(self._code, os.strerror(self._code))
         return self._handle.write(data)
@@ -90,4 +92,5 @@ def refuse_writes(
         return _Refusing(real_open(file, mode, *args, **kwargs), code, room)
 
     monkeypatch.setattr(builtins, "open", fault_open)
+    monkeypatch.setattr(io, "open", fault_open)  # pathlib's write_text opens through io.open
     return refused

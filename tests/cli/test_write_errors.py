@@ -46,6 +46,12 @@ def test_training_onto_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_
     assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 1
     assert stray_files(run) == []
     monkeypatch.undo()
+    config = (run / "config.yaml").read_bytes()
+    refuse_writes(monkeypatch, lambda name: name == "config.yaml", room=100)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    one_line_error(capsys.readouterr().err, "train")
+    assert (run / "config.yaml").read_bytes() == config  # was rewritten in place, truncated
+    monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 2
 
