@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from advkit.errors import UserError, WriteError
+from advkit.errors import UserError, WriteError, describe
 from advkit.humanize import format_bytes
 
 #: Below this many free bytes a library's failure to write a file is taken for a full disk.
@@ -126,7 +126,7 @@ def write_error(
     elif code == errno.EROFS:
         problem, fix = "its file system is read-only", "choose a folder on a writable file system"
     else:
-        problem = error.strerror or type(error).__name__
+        problem = error.strerror or describe(error)
         fix = "check the folder and the disk"
     return WriteError(f"cannot write {path}: {problem}: {fix}", path=path, errno=code)
 
