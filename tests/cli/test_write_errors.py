@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from advkit.cli import main, user_message
+from advkit.evaluation.state import EvalState
 from advkit.training.checkpoint import load_state
 from tests.conftest import requires_fashion_mnist
 from tests.disk_faults import file_size_limit, refuse_writes
@@ -137,4 +138,31 @@ def test_a_displaced_evaluation_that_cannot_be_moved_stays_whole(run_dir, monkey
     assert main(["eval", str(run_dir), *EVAL, "--n-examples", "16"]) == 2
     err = one_line_error(capsys.readouterr().err, "eval")
     assert f"cannot write {run_dir / moved}: no space is left" in err
-    assert listing(run_dir) == before
+    kept = {name: size for name, size in listing(run_dir).items() if ".state" not in name}
+    assert kept == before  # and the attacks' progress, for the evaluation run again
+
+
+def test_the_attacks_progress_stays_until_the_json_is_written(run_dir, monkeypatch, capsys):
+    """The saved progress was deleted once the attacks ended, before the JSON was written: a
+    full disk then cost the whole evaluation. Now the evaluation run again resumes from it."""
+    refuse_writes(monkeypatch, lambda name: name.endswith(".json"))
+    assert main(["eval", str(run_dir), *EVAL]) == 2
+    capsys.readouterr()
+    states = list(run_dir.glob("eval-*.state.pt"))
+    assert len(states) == 1 and not list(run_dir.glob("eval-*.json"))
+    monkeypatch.undo()
+    stub_figures(monkeypatch)
+    resumed = []
+    monkeypatch.setattr(EvalState, "open", _recording(EvalState.open, resumed))
+    assert main(["eval", str(run_dir), *EVAL]) == 0
+    assert resumed == [True]  # every chunk done: no attack ran again
+    assert (run_dir / "eval-quick.json").is_file() and not list(run_dir.glob("*.state.pt"))
+
+
+def _recording(open_state, resumed):
+    def recording(path, key):
+        state = open_state(path, key)
+        resumed.append(bool(state.done))
+        return state
+
+    return recording

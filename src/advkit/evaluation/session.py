@@ -75,6 +75,9 @@ class Evaluation:
     #: The level of the accuracies' intervals, and whether the JSON lists per-sample outcomes.
     confidence: float = DEFAULT_CONFIDENCE
     per_sample: bool = False
+    #: The attacks' saved progress, kept until :meth:`write` has written the JSON (a full disk
+    #: then loses nothing: the evaluation run again resumes from it).
+    state_path: Path | None = None
     #: The figures drawn by :meth:`finish`: (Outputs field, caption, PNG bytes).
     _figures: list[tuple[str, str, bytes]] | None = field(default=None, init=False, repr=False)
 
@@ -139,6 +142,8 @@ class Evaluation:
             descriptions={entry.name: entry.description for entry in self.suite.attacks},
         )  # fmt: skip
         written = [write_json(outputs.json, data)]
+        if self.state_path is not None:
+            self.state_path.unlink(missing_ok=True)
         try:
             written.append(write_markdown(outputs.markdown, report))
             written += [write_bytes(path, png) for path, _, png in figures]
@@ -209,7 +214,7 @@ def run_evaluation(
     with bar(f"eval {suite.name}", "chunk") as progress, count_forwards(model) as attack_count:
         result = evaluate(
             model, test, None, suite, eps=eps, norm=norm, batch_size=batch_size, seed=seed,
-            state_path=state_path, progress=progress, world=world,
+            state_path=state_path, progress=progress, world=world, keep_state=world.size == 1,
         )  # fmt: skip
     timing["attacks"], clock = time.perf_counter() - clock, time.perf_counter()
     attack_cost = int(world.sum_number(attack_count.cost))
@@ -230,6 +235,7 @@ def run_evaluation(
         record |= provenance(architecture=architecture or type(model).__name__,
                              indices=range(len(test)), model=model)  # fmt: skip
     return Evaluation(result, report, sweep, suite, record, timing, model, test, started,
+                      state_path=state_path if world.size == 1 else None,
                       **described)  # fmt: skip
 
 
