@@ -147,7 +147,8 @@ def test_the_attacks_progress_stays_until_the_json_is_written(run_dir, monkeypat
     full disk then cost the whole evaluation. Now the evaluation run again resumes from it."""
     refuse_writes(monkeypatch, lambda name: name.endswith(".json"))
     assert main(["eval", str(run_dir), *EVAL]) == 2
-    capsys.readouterr()
+    err = one_line_error(capsys.readouterr().err, "eval")
+    assert err.endswith("; then run it again: it resumes from its saved progress")
     states = list(run_dir.glob("eval-*.state.pt"))
     assert len(states) == 1 and not list(run_dir.glob("eval-*.json"))
     monkeypatch.undo()

@@ -141,7 +141,12 @@ class Evaluation:
             images={caption: path.name for path, caption, _ in figures},
             descriptions={entry.name: entry.description for entry in self.suite.attacks},
         )  # fmt: skip
-        written = [write_json(outputs.json, data)]
+        try:
+            written = [write_json(outputs.json, data)]
+        except WriteError as error:
+            if self.state_path is None or not self.state_path.is_file():
+                raise
+            raise error.then("run it again: it resumes from its saved progress") from error
         if self.state_path is not None:
             self.state_path.unlink(missing_ok=True)
         try:
