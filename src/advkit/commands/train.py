@@ -311,8 +311,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_before_launch(args: argparse.Namespace, workers: int) -> Path:
-    """What would fail on every worker, said once before any is started; returns the run
-    folder (the launcher names it in what to do after a worker failed)."""
+    """What would fail on every worker, said once before any starts; returns the run folder."""
     if args.resume:
         config = load_config(Path(args.resume) / runs.CONFIG_FILE, complete=True)
     else:
