@@ -6,13 +6,16 @@ advkit demo
 
 A failure the user can fix (a bad option, a corrupt file, a missing GPU: ``advkit.errors``'s
 ``UserError``, an OS error such as a full disk, or a library ``ValueError``) ends in one line,
-``advkit <command>: error: ...`` and exit status 2; ``-v`` shows its traceback first. Any other
+``advkit <command>: error: ...`` and exit status 2; ``-v`` shows its traceback first. A worker
+whose peer died (its collective failed: :mod:`advkit.distributed.peers`) exits with status 75,
+in one line or, under advkit's launcher, which reports the dead worker, silently. Any other
 exception is a bug: one sentence says so, then the traceback follows.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -22,14 +25,18 @@ from typing import NoReturn
 
 from advkit import __version__
 from advkit.commands.workers import launch, wants_launch
+from advkit.distributed.peers import PEER_LOST_EXIT, peer_loss, peer_loss_line
 from advkit.distributed.world import current_rank
 from advkit.errors import UserError
+from advkit.files import write_error
 
 #: modules under advkit.commands, each with ``add_parser(subparsers)``; order = help order.
 COMMAND_MODULES = ("train", "eval", "compare", "analyze", "demo", "info")
 
 #: errors a user can fix: shown as one line, never as a traceback (unless -v).
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, ValueError, MemoryError)
+#: OS errors that only a write raises: their message says the free space and what to do.
+WRITE_ONLY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -72,6 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as error:
         where = f"advkit {args.command}"
+        lost = peer_loss(error)
+        if lost is not None:  # another worker died: its launcher reports how
+            if args.verbose:
+                traceback.print_exception(error, file=sys.stderr)
+            line = peer_loss_line(args.command, lost)
+            if line is not None:
+                print(line, file=sys.stderr)
+            return PEER_LOST_EXIT
         if not _is_user_error(error):
             print(
                 f"{where}: internal error, a bug in advkit (please report it with this "
@@ -90,6 +105,8 @@ def user_message(error: BaseException) -> str:
     if isinstance(error, MemoryError) or _is_out_of_memory(error):
         return "out of memory: lower --batch-size (or use a smaller model or fewer examples)"
     if isinstance(error, OSError) and not isinstance(error, UserError) and error.strerror:
+        if error.filename and error.errno in WRITE_ONLY_ERRNOS:  # only a write fails so
+            return str(write_error(error.filename, error))
         where = f": {error.filename}" if error.filename else ""
         return f"{error.strerror}{where}"
     if isinstance(error, UserError):

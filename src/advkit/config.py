@@ -21,6 +21,7 @@ import yaml
 from advkit.config_values import ConfigError, coerce_value, flag_name, shown_value
 from advkit.distributed.compression import COMPRESSIONS, check_options
 from advkit.errors import BudgetError, reading
+from advkit.files import write_text
 
 #: The fields that take one of a few fixed names, and those names: what ``validate`` accepts and
 #: what ``advkit train`` offers as choices (None: the field may be left unset). Fields named by a
@@ -317,4 +318,5 @@ def _config_file(path: str | Path) -> Path:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """config.yaml, atomically: a refused write keeps the run's earlier config whole."""
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -5,6 +5,9 @@ what is wrong and what to do. The CLI prints such errors as one line (``-v`` add
 and shows a traceback for anything else, which is a bug. The subclasses also keep the built-in
 base that callers catch today (``ValueError``, ``FileNotFoundError``).
 
+Writes go through :mod:`advkit.files`, which turns what the operating system refuses (no space,
+no permission, a read-only file system) into a :class:`WriteError` naming the file.
+
 Readers of files wrap only the parse call in :func:`reading`, which translates whatever the
 library raises (safetensors' ``SafetensorError``, pickle and zip errors, ``EOFError``, JSON and
 YAML errors, undecodable bytes) into a :class:`CorruptFileError` naming the file and the remedy.
@@ -47,6 +50,29 @@ class InputError(UserError, ValueError):
 
 class DeviceError(UserError, ValueError):
     """A device that does not exist on this machine."""
+
+
+class WriteError(UserError, OSError):
+    """A file that could not be written for a reason in the user's environment: no space left,
+    a quota, no permission, a read-only file system (``errno`` says which; ``path`` which file).
+
+    Made by :func:`advkit.files.write_error`; the message names the file, the free space where it
+    matters and what to do. :meth:`then` adds what to do once that is fixed (resume a run...).
+    """
+
+    def __init__(self, message: str, *, path: str | Path, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = Path(path)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def then(self, step: str) -> WriteError:
+        """The same failure, its message followed by ``step`` (what to do after the fix)."""
+        error = WriteError(f"{self}; then {step}", path=self.path, errno=self.errno)
+        error.__cause__ = self.__cause__
+        return error
 
 
 def one_line(text: object, limit: int = _DETAIL_CHARS) -> str:

@@ -163,3 +163,25 @@ def test_the_printed_numbers_follow_the_declared_headline_order():
 
     line = headline("input_gradients", {"image_correlation": 0.1, "alignment": 0.2, "x": 3})
     assert line == "alignment 0.2, image_correlation 0.1"
+
+
+@pytest.mark.parametrize("refused", [".png", ".json"])
+def test_a_full_disk_prints_the_numbers_and_leaves_no_figure_without_its_json(
+    runs, small, capsys, monkeypatch, refused
+):
+    """Figures were written as each analysis finished and the JSON at the end: a full disk left
+    PNGs without results (or lost the headline of the analysis whose figure failed)."""
+    from tests.disk_faults import refuse_writes
+
+    run = runs["natural"]
+    refuse_writes(monkeypatch, lambda name: name.startswith("analysis") and name.endswith(refused))
+    code, out, err = analyze(run, "--only", "loss_landscape", capsys=capsys)
+    assert code == 2 and "bug" not in err and err.count("\n") == 1, err
+    assert "loss_landscape: " in out  # the headline numbers, printed before any write
+    assert f"cannot write {run / 'analysis'}" in err and "no space is left" in err
+    assert not list(run.glob("analysis*.png")) and not list(run.glob(".*.tmp"))
+    if refused == ".png":
+        assert read(run / "analysis.json")["loss_landscape"]
+        assert f"the results are in {run / 'analysis.json'}" in err
+    else:
+        assert not list(run.glob("analysis*"))

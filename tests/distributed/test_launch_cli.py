@@ -5,6 +5,7 @@ localhost meeting at a c10d rendezvous, and the launcher's one-line errors."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,9 +88,14 @@ def test_nproc_2_trains_one_model_and_records_the_workers(straight_run):
     assert len(lines) == 2
 
 
-def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(straight_run, tmp_path):
-    run = tmp_path / "killed"
-    launcher = advkit(*TRAIN, "--nproc", "2", "--max-restarts", "1", "--checkpoint-every", "2",
+def said(err: str) -> list[str]:
+    """The lines of stderr that are not progress logs (``HH:MM:SS INFO ...``)."""
+    return [line for line in err.splitlines() if not re.match(r"\d\d:\d\d:\d\d INFO ", line)]
+
+
+def kill_worker_after_checkpoint(run: Path, *restarts: str) -> tuple[int, str]:
+    """Start a run on 2 workers, SIGKILL worker 1 once a checkpoint exists; (code, stderr)."""
+    launcher = advkit(*TRAIN, "--nproc", "2", *restarts, "--checkpoint-every", "2",
                       "--out", str(run))  # fmt: skip
     checkpoint = run / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
@@ -99,9 +105,32 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(strai
     assert victim is not None and launcher.poll() is None, "the run ended before the kill"
     os.kill(victim, signal.SIGKILL)
     code, _, err = finish(launcher)
+    assert "bug" not in err and "Traceback" not in err and "gloo" not in err, err
+    return code, err
+
+
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(straight_run, tmp_path):
+    run = tmp_path / "killed"
+    code, err = kill_worker_after_checkpoint(run, "--max-restarts", "1")
     assert code == 0, err
+    assert said(err) == [
+        "advkit: worker 1 of 2 was killed by signal 9 (SIGKILL); restarting all workers from "
+        "the run's last checkpoint (restart 1 of 1)"
+    ]
     for name, value in weights(straight_run).items():
         assert torch.equal(value, weights(run)[name]), name
+
+
+def test_a_killed_worker_without_restarts_is_one_line_saying_how_to_go_on(tmp_path):
+    """Rank 0, whose collective failed with gloo's "Connection reset by peer", said "internal
+    error, a bug in advkit" with a traceback before the launcher's line."""
+    run = tmp_path / "killed"
+    code, err = kill_worker_after_checkpoint(run)
+    assert code == 1
+    assert said(err) == [
+        "advkit: worker 1 of 2 was killed by signal 9 (SIGKILL); the launcher stopped the "
+        f"others; continue from its last checkpoint with `advkit train --resume {run}`"
+    ]
 
 
 def test_two_nodes_meet_at_a_c10d_rendezvous_on_localhost(straight_run, tmp_path):

@@ -54,11 +54,8 @@ def stub_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     matplotlib takes a second per figure on a busy CPU."""
     from advkit.evaluation import session
 
-    def stub(path: Path, *args: object, **kwargs: object) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"png")
-        return path
+    def stub(*args: object, **kwargs: object) -> bytes:
+        return b"png"
 
-    monkeypatch.setattr(session, "plot_examples", stub)
-    monkeypatch.setattr(session, "plot_sweep", stub)
+    monkeypatch.setattr(session, "examples_png", stub)
+    monkeypatch.setattr(session, "sweep_png", stub)

@@ -1,11 +1,13 @@
 """Figure helpers shared by the analyses: matplotlib on its Agg canvas, no pyplot.
 
 Figures are built with :func:`new_figure` (no global backend switch, so importing advkit never
-touches the user's matplotlib configuration) and written by the runner with :func:`save_figure`.
+touches the user's matplotlib configuration), drawn as PNG with :func:`png_bytes` and written after
+the results they illustrate (or at once with :func:`save_figure`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from advkit.files import write_bytes
 
 #: Resolution of written figures (dots per inch).
 DPI = 110
@@ -57,11 +61,15 @@ def grouped_bars(axes: Any, series: dict[str, list[float]]) -> None:
 
 
 def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
-    """Write ``figure`` as a PNG at ``path`` (its folder created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(str(path), dpi=DPI, format="png")
-    return path
+    """Write ``figure`` as a PNG at ``path`` (its folder created), atomically."""
+    return write_bytes(path, png_bytes(figure))
+
+
+def png_bytes(figure: Any) -> bytes:
+    """``figure`` as PNG, drawn in memory (written later, after the results it illustrates)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=DPI, format="png")
+    return buffer.getvalue()
 
 
 def show_image(axes: Any, image: Tensor, *, cmap: str = "gray") -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from advkit.evaluation.report import write_json
+from advkit.files import write_text
 
 #: Names tried per stem before giving up.
 _MAX_SUFFIX = 10_000
@@ -117,7 +118,10 @@ def _free(folder: Path, base: str, identity: Identity) -> str:
 
 def move(folder: Path, old: str, new: str, data: dict[str, Any]) -> None:
     """Rename the results ``old`` to ``new``: figures (as the JSON lists them), the report with
-    its links, then the JSON."""
+    its links, then the JSON.
+
+    The new report and JSON are written first (the steps that need space; atomic), and the old
+    ones removed last: a refused write leaves the old results as they were."""
     analyses = (data.get("settings") or {}).get("analyses") or {}
     renames = {}
     for record in analyses.values():
@@ -126,17 +130,22 @@ def move(folder: Path, old: str, new: str, data: dict[str, Any]) -> None:
         files = []
         for name in record.get("figures") or []:
             target = new + name[len(old) :] if name.startswith(old) else f"{new}-{name}"
-            if (folder / name).exists():
-                os.replace(folder / name, folder / target)
             renames[name] = target
             files.append(target)
         record["figures"] = files
     report = folder / f"{old}.md"
-    if report.exists():
-        text = report.read_text()
-        for name, target in renames.items():
-            text = text.replace(f"]({name})", f"]({target})")
-        (folder / f"{new}.md").write_text(text)
-        report.unlink()
-    write_json(folder / f"{new}.json", data)
+    try:
+        if report.exists():
+            text = report.read_text()
+            for name, target in renames.items():
+                text = text.replace(f"]({name})", f"]({target})")
+            write_text(folder / f"{new}.md", text)
+        write_json(folder / f"{new}.json", data)
+    except OSError:
+        (folder / f"{new}.md").unlink(missing_ok=True)
+        raise
+    for name, target in renames.items():
+        if (folder / name).exists():
+            os.replace(folder / name, folder / target)
+    report.unlink(missing_ok=True)
     (folder / f"{old}.json").unlink()

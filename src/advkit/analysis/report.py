@@ -22,10 +22,12 @@ import torch
 from advkit import __version__
 from advkit.analysis import runner
 from advkit.analysis.base import ANALYSES
-from advkit.analysis.figures import save_figure
+from advkit.analysis.figures import png_bytes
 from advkit.analysis.placement import Identity, place, read_json_or_none
 from advkit.analysis.runner import LoadedRun, Outcome, overrides, scalar_leaves
+from advkit.errors import WriteError
 from advkit.evaluation.report import write_json, write_markdown
+from advkit.files import write_bytes
 from advkit.humanize import format_eps
 
 #: Top-level keys of analysis.json that are no analysis.
@@ -106,8 +108,9 @@ def write_run(
 
 
 class RunWriter:
-    """Writes one run's results as they come: figures at once (:meth:`add`, timed into the
-    outcome's seconds), analysis.json and analysis.md at the end (:meth:`finish`).
+    """Writes one run's results: figures drawn as they come (:meth:`add`, timed into the
+    outcome's seconds), then analysis.json, analysis.md and the figures at the end
+    (:meth:`finish`).
 
     The files are ``analysis.*`` for the run's default settings, else ``analysis-<tag>.*``
     (:func:`tag_of`); results already there with the same settings are kept unless re-run."""
@@ -150,7 +153,10 @@ class _Merge:
         self.entries = {name: value for name, value in old.items() if name not in RESERVED}
         md_path = folder / f"{stem}.md"
         self.sections = _sections(md_path.read_text()) if old and md_path.is_file() else {}
-        self.figures: list[Path] = []
+        #: figures drawn (PNG bytes), written by :meth:`finish` after the JSON; and those of
+        #: the earlier results they replace, removed then
+        self.figures: dict[Path, bytes] = {}
+        self.stale: list[Path] = []
 
     def add(
         self,
@@ -172,15 +178,17 @@ class _Merge:
             self.sections[name] = f"Skipped: {outcome.skipped}."
             return []
         started = time.perf_counter()
-        for stale in (self.old_analyses.get(name) or {}).get("figures", []):
-            (self.folder / stale).unlink(missing_ok=True)
-        paths = [
-            save_figure(figure, self.folder / f"{self.stem}-{name}-{figure_stem}.png")
-            for figure_stem, figure in figures.items()
+        self.stale += [
+            self.folder / f for f in (self.old_analyses.get(name) or {}).get("figures", [])
         ]
+        drawn = {
+            self.folder / f"{self.stem}-{name}-{figure_stem}.png": png_bytes(figure)
+            for figure_stem, figure in figures.items()
+        }
         outcome.seconds += time.perf_counter() - started
+        paths = list(drawn)
         files = [path.name for path in paths]
-        self.figures += paths
+        self.figures.update(drawn)
         self.entries[name] = entry
         self.settings["analyses"][name] = {
             **record, "seconds": round(outcome.seconds, 3), "figures": files,
@@ -189,11 +197,23 @@ class _Merge:
         return paths
 
     def finish(self, title: str) -> Written:
+        """The JSON first, then the report, then the figures, each atomically: a refused write
+        (a full disk...) leaves no figure or report without the results they belong to."""
         names = _ordered(list(self.entries))
         data = {"settings": self.settings, **{name: self.entries[name] for name in names}}
         json_path = write_json(self.folder / f"{self.stem}.json", data)
         text = _markdown(title, self.settings, names, self.sections)
-        md_path = write_markdown(self.folder / f"{self.stem}.md", text)
+        try:
+            md_path = write_markdown(self.folder / f"{self.stem}.md", text)
+            for path, png in self.figures.items():
+                write_bytes(path, png)
+        except WriteError as error:
+            raise error.then(
+                f"run it again for the figures (the results are in {json_path})"
+            ) from error
+        for stale in self.stale:
+            if stale not in self.figures:
+                stale.unlink(missing_ok=True)
         self.written.paths = [json_path, md_path, *self.figures]
         return self.written
 

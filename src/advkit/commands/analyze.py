@@ -169,10 +169,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(writer: RunWriter, outcome: Outcome) -> None:
-    """Write the outcome's figures (its time includes them), then print its line."""
+    """Draw the outcome's figures (its time includes them; written after the results), then
+    print its line."""
     writer.add(outcome)
     if outcome.result is not None:
-        outcome.result.figures.clear()  # written: their memory is not needed any more
+        outcome.result.figures.clear()  # drawn: their memory is not needed any more
     if outcome.result is None:
         line = f"skipped: {outcome.skipped}"
     else:

@@ -294,8 +294,8 @@ def _evaluate_and_write(
     )  # fmt: skip
     if evaluation is None:  # not the writer
         return
+    print(format_table(evaluation.finish()), flush=True)  # the results, before any file
     written = evaluation.write(None if args.json else folder, json_path=args.json or None)
-    print(format_table(written.data))
     _print_placement(written.placement, written.paths)
 
 

@@ -315,8 +315,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def check_before_launch(args: argparse.Namespace, workers: int) -> None:
-    """What would fail on every worker, said once before any is started."""
+def check_before_launch(args: argparse.Namespace, workers: int) -> Path:
+    """What would fail on every worker, said once before any starts; returns the run folder."""
     if args.resume:
         config = load_config(Path(args.resume) / runs.CONFIG_FILE, complete=True)
     else:
@@ -327,6 +327,7 @@ def check_before_launch(args: argparse.Namespace, workers: int) -> None:
     METHODS.get(config.method).from_config(config)  # options the method refuses
     if not args.resume and is_user_model(config.model):  # its file, factory and arguments
         check_factory(config.model, config.model_args or {})
+    return Path(args.resume or _run_folder(args, config))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -334,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args, overrides)
     config = load_config(args.config, overrides)
-    run_dir = Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
+    run_dir = _run_folder(args, config)
     config.out = str(run_dir)
     with hold_run(run_dir, "advkit train", hint=" or choose another --out"):
         # A restarted worker finds its own run's checkpoint: the library resumes it.
@@ -344,6 +345,11 @@ def run(args: argparse.Namespace) -> int:
                 f"`advkit train --resume {run_dir}` or choose another --out"
             )
         return _train(config, run_dir, resume=False)
+
+
+def _run_folder(args: argparse.Namespace, config: TrainConfig) -> Path:
+    """Where a new run goes: --out, else the config's ``out``, else runs/<method>-<dataset>."""
+    return Path(args.out or config.out or f"runs/{config.method}-{config.dataset}")
 
 
 def _resume(args: argparse.Namespace, overrides: dict[str, Any]) -> int:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from advkit import runs
 from advkit.distributed.launch import launch_local
 
 #: flag -> takes a value; the launcher's options, removed from what the workers are given.
@@ -76,10 +78,37 @@ def worker_argv(argv: Sequence[str]) -> list[str]:
 
 def launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run the command on ``args.nproc`` workers through the elastic launcher, after the
-    command's own checks of what would fail on every worker (``args.precheck``)."""
+    command's own checks of what would fail on every worker (``args.precheck``, which returns
+    the run folder of a training)."""
+    folder = None
     if getattr(args, "precheck", None) is not None:
-        args.precheck(args, args.nproc * args.nnodes)
+        folder = args.precheck(args, args.nproc * args.nnodes)
+    on_restart, on_stop = next_steps(args.command, folder)
     return launch_local(
         worker_argv(argv), args.nproc, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint,
-        max_restarts=args.max_restarts,
+        max_restarts=args.max_restarts, on_restart=on_restart, on_stop=on_stop,
     )  # fmt: skip
+
+
+def next_steps(command: str, folder: Path | None) -> tuple[Callable[[], str], Callable[[], str]]:
+    """What the user reads after a worker failed, as it stands then: where the restarted
+    workers go on from, and how to go on once the launcher has stopped them."""
+    if command == "eval":
+        resumes = "the evaluation resumes from its saved progress"
+        return (lambda: f"restarting all workers: {resumes}",
+                lambda: f"run the same command again: {resumes}")  # fmt: skip
+    if command != "train" or folder is None:
+        return (lambda: "restarting all workers", lambda: "run the same command again")
+    checkpoint = folder / runs.CHECKPOINT_DIR / runs.LAST_CHECKPOINT
+
+    def on_restart() -> str:
+        if checkpoint.is_file():
+            return "restarting all workers from the run's last checkpoint"
+        return "restarting all workers from the start (the run has no checkpoint yet)"
+
+    def on_stop() -> str:
+        if checkpoint.is_file():
+            return f"continue from its last checkpoint with `advkit train --resume {folder}`"
+        return "the run has no checkpoint yet: run the same command again"
+
+    return on_restart, on_stop

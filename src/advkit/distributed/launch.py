@@ -13,8 +13,10 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from torch.distributed import TCPStore
 from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -22,6 +24,8 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.elastic.rendezvous.api import RendezvousError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+from advkit.distributed.failures import cause, failure_line, reporting_restarts
+from advkit.distributed.peers import LAUNCHER_ENV
 from advkit.distributed.world import DistributedError
 
 log = logging.getLogger("advkit.distributed")
@@ -73,12 +77,17 @@ def launch_local(
     rdzv_endpoint: str | None = None,
     max_restarts: int = 0,
     rdzv_timeout: int = RDZV_TIMEOUT,
+    on_restart: Callable[[], str] = lambda: "restarting all workers",
+    on_stop: Callable[[], str] = lambda: "run the same command again",
 ) -> int:
     """Run ``python -m advkit <argv>`` on ``nproc`` workers of this node; returns the exit code.
 
     With ``nnodes`` > 1 every node runs this with the same ``rdzv_endpoint`` and they meet there
-    (c10d rendezvous). A worker that fails is reported in one line (its own message is printed
-    above by it); the launcher stops the others, so nothing hangs.
+    (c10d rendezvous). A worker that fails is reported in one line: which, how (a signal, or its
+    own message printed above by it), and what happens next: ``on_restart()`` (where the
+    restarted workers go on from) while restarts are left, else ``on_stop()`` (how to go on);
+    the launcher stops the others, so nothing hangs, and the workers that only lost their peer
+    say nothing (:mod:`advkit.distributed.peers`).
     """
     check_nproc(nproc)
     if max_restarts < 0:
@@ -102,18 +111,20 @@ def launch_local(
         rdzv_configs={"join_timeout": rdzv_timeout}, max_restarts=max_restarts,
         monitor_interval=0.2, start_method="spawn", shutdown_timeout=SHUTDOWN_SECONDS,
     )  # fmt: skip
+    workers = nproc * nnodes
+
+    def restarting(failures: Mapping[int, Any], restart: int, most: int) -> None:
+        print(failure_line(failures, workers, f"{on_restart()} (restart {restart} of {most})"),
+              file=sys.stderr, flush=True)  # fmt: skip
+
     try:
-        elastic_launch(config, sys.executable)("-u", "-m", "advkit", *argv)
+        with reporting_restarts(restarting), _launcher_env():  # workers leave the report here
+            elastic_launch(config, sys.executable)("-u", "-m", "advkit", *argv)
     except ChildFailedError as failed:
-        rank, failure = failed.get_first_failure()
-        code = failure.exitcode
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         restarts = f" after {max_restarts} restart(s)" if max_restarts else ""
-        print(
-            f"advkit: worker {rank} of {nproc} {how}{restarts}; the launcher stopped the others "
-            "(the worker's own message is above)",
-            file=sys.stderr,
-        )
+        what_next = f"the launcher stopped the others{restarts}; {on_stop()}"
+        print(failure_line(failed.failures, workers, what_next), file=sys.stderr)
+        code = cause(failed.failures)[1].exitcode
         return code if code > 0 else 1
     except SignalException as stop:
         # The launcher passed SIGTERM/SIGINT on; the workers checkpointed and said so.
@@ -125,6 +136,20 @@ def launch_local(
             "host is reachable and that the port is free on it"
         ) from None
     return 0
+
+
+@contextmanager
+def _launcher_env() -> Iterator[None]:
+    """$ADVKIT_LAUNCHER set for the workers started within (they inherit the environment)."""
+    previous = os.environ.get(LAUNCHER_ENV)
+    os.environ[LAUNCHER_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LAUNCHER_ENV, None)
+        else:
+            os.environ[LAUNCHER_ENV] = previous
 
 
 def _quiet_torch_elastic() -> None:

@@ -116,6 +116,7 @@ def evaluate(
     state_path: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
     world: World | None = None,
+    keep_state: bool = False,
 ) -> EvalResult:
     """Evaluate ``model`` against the attacks of ``suite`` at radius ``eps`` (pixel units).
 
@@ -124,7 +125,8 @@ def evaluate(
             dataset split with ``.images`` and ``.labels`` (then leave ``labels`` out).
         suite: a name in ``SUITES`` or a built ``Suite``.
         state_path: save per-sample results after every chunk there and resume from it; the file
-            is deleted once the evaluation completes.
+            is deleted once the evaluation completes (with ``keep_state``, left to the caller,
+            who deletes it once the results are safely written).
         progress: called with a ``Progress`` after every chunk (for progress bars).
         world: the workers sharing the evaluation (every one calls ``evaluate``; each returns
             the whole result). Each keeps its own ``state_path`` (give each rank its own file).
@@ -161,7 +163,8 @@ def evaluate(
         for values in robust.values():
             worst &= values
     seconds = runner.seconds()
-    state.remove()
+    if not keep_state:
+        state.remove()
     return EvalResult(
         suite=suite.name, eps=float(eps), norm=norm, seed=int(seed), clean=clean, robust=robust,
         worst_case=worst, seconds=seconds, cascade=suite.cascade,

@@ -38,6 +38,7 @@ from typing import Any
 
 from advkit.evaluation.checks import DEFAULT_CHECK_LEVEL
 from advkit.evaluation.provenance import file_sha256
+from advkit.files import write_text
 
 #: Defaults that the full tag leaves out (the CLI's).
 DEFAULT_SEED = 0
@@ -233,15 +234,19 @@ def _remove(outputs: Outputs) -> None:
 
 
 def _move(source: Outputs, target: Outputs, legacy_report: Path) -> None:
-    """Rename an evaluation's files (the report's links to its figures follow)."""
+    """Rename an evaluation's files (the report's links to its figures follow).
+
+    The renamed report is written first (the one step that needs space; atomic): if that is
+    refused, nothing has moved yet. Renames within a folder need no space."""
     report = source.markdown if source.markdown.exists() else legacy_report
-    for old, new in ((source.examples, target.examples), (source.sweep, target.sweep)):
-        if old.exists():
-            os.replace(old, new)
     if report.exists():
         text = report.read_text()
         for old, new in ((source.examples, target.examples), (source.sweep, target.sweep)):
             text = text.replace(f"]({old.name})", f"]({new.name})")
-        target.markdown.write_text(text)
-        report.unlink()
+        write_text(target.markdown, text)
+    for old, new in ((source.examples, target.examples), (source.sweep, target.sweep)):
+        if old.exists():
+            os.replace(old, new)
     os.replace(source.json, target.json)
+    if report.exists():
+        report.unlink()

@@ -6,6 +6,7 @@ importing advkit never touches the user's matplotlib configuration.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from advkit.evaluation.report import NORM_NAMES
+from advkit.files import write_bytes
 
 
 def plot_sweep(
@@ -24,7 +26,14 @@ def plot_sweep(
     norm: str,
     title: str | None = None,
 ) -> Path:
-    """Robust accuracy (PGD-20, %) against eps (pixel units); eps = 0 is clean accuracy."""
+    """:func:`sweep_png` written to ``path`` (atomically)."""
+    return write_bytes(path, sweep_png(points, norm=norm, title=title))
+
+
+def sweep_png(
+    points: Sequence[tuple[float, float]], *, norm: str, title: str | None = None
+) -> bytes:
+    """Robust accuracy (PGD-20, %) against eps (pixel units) as PNG; eps = 0 is clean accuracy."""
     figure, canvas = _figure((5, 3.5))
     axes = figure.add_subplot()
     eps_values = [eps for eps, _ in sorted(points)]
@@ -36,11 +45,15 @@ def plot_sweep(
     axes.grid(alpha=0.3)
     if title:
         axes.set_title(title)
-    return _save(figure, canvas, path)
+    return _png(canvas)
 
 
-def plot_examples(
-    path: str | os.PathLike[str],
+def plot_examples(path: str | os.PathLike[str], *args: Tensor, **kwargs: Any) -> Path:
+    """:func:`examples_png` (same arguments after ``path``) written to ``path`` (atomically)."""
+    return write_bytes(path, examples_png(*args, **kwargs))
+
+
+def examples_png(
     clean: Tensor,
     adversarial: Tensor,
     labels: Tensor,
@@ -49,9 +62,9 @@ def plot_examples(
     *,
     class_names: Sequence[str] | None = None,
     attack: str = "attack",
-) -> Path:
-    """A grid: clean images (true label, prediction), adversarial images (prediction) and the
-    perturbation amplified to the full range and centered at 0.5 (grey means unchanged)."""
+) -> bytes:
+    """A grid as PNG: clean images (true label, prediction), adversarial images (prediction) and
+    the perturbation amplified to the full range and centered at 0.5 (grey means unchanged)."""
     count = len(clean)
     if count == 0:
         raise ValueError("no examples to plot")
@@ -74,7 +87,7 @@ def plot_examples(
             axes.set_title(captions[i], fontsize=8)
             if i == 0:
                 axes.set_ylabel(row_name, fontsize=9)
-    return _save(figure, canvas, path)
+    return _png(canvas)
 
 
 def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
@@ -85,11 +98,11 @@ def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
     return figure, FigureCanvasAgg(figure)
 
 
-def _save(figure: Any, canvas: Any, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.print_png(str(path))
-    return path
+def _png(canvas: Any) -> bytes:
+    """The canvas's figure as PNG bytes: drawn in memory, written by the caller where it says."""
+    buffer = io.BytesIO()
+    canvas.print_png(buffer)
+    return buffer.getvalue()
 
 
 def _show(axes: Any, image: Tensor) -> None:

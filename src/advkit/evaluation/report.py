@@ -39,6 +39,7 @@ from advkit.evaluation.intervals import (
 from advkit.evaluation.per_class import per_class_markdown, per_class_rows
 from advkit.evaluation.provenance import PROVENANCE_KEYS, model_arguments, model_text
 from advkit.evaluation.suites import Suite, attack_params
+from advkit.files import write_text
 from advkit.humanize import format_bytes, format_duration, format_eps
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2"}
@@ -333,11 +334,5 @@ def _seconds_text(seconds: Any) -> str | None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file beside ``path``, then rename it over ``path``."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    """Write atomically; a refused write is a WriteError naming ``path`` (:mod:`advkit.files`)."""
+    write_text(path, text)

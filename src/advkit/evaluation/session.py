@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from advkit.distributed import World
+from advkit.errors import WriteError
 from advkit.evaluation.checks import (
     CheckContext,
     CheckReport,
@@ -30,12 +31,13 @@ from advkit.evaluation.cost import count_forwards
 from advkit.evaluation.evaluate import EvalResult, ProgressFn, evaluate
 from advkit.evaluation.examples import attack_examples
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE
-from advkit.evaluation.outputs import Identity, Outputs, Placement, place_at_file, place_in_folder
-from advkit.evaluation.plots import plot_examples, plot_sweep
+from advkit.evaluation.outputs import Identity, Placement, place_at_file, place_in_folder
+from advkit.evaluation.plots import examples_png, sweep_png
 from advkit.evaluation.provenance import model_arguments, provenance
 from advkit.evaluation.report import markdown_report, report_dict, write_json, write_markdown
 from advkit.evaluation.suites import Suite
 from advkit.evaluation.sweep import eps_sweep
+from advkit.files import write_bytes
 
 #: ``bar(description, unit)``: a context giving the progress callback of one phase (or None).
 BarFactory = Callable[[str, str], AbstractContextManager[ProgressFn | None]]
@@ -73,6 +75,11 @@ class Evaluation:
     #: The level of the accuracies' intervals, and whether the JSON lists per-sample outcomes.
     confidence: float = DEFAULT_CONFIDENCE
     per_sample: bool = False
+    #: The attacks' saved progress, kept until :meth:`write` has written the JSON (a full disk
+    #: then loses nothing: the evaluation run again resumes from it).
+    state_path: Path | None = None
+    #: The figures drawn by :meth:`finish`: (Outputs field, caption, PNG bytes).
+    _figures: list[tuple[str, str, bytes]] | None = field(default=None, init=False, repr=False)
 
     def accuracies(self) -> dict[str, float]:
         """{"clean": ..., <attack>: ..., "worst_case": ...}: fractions of the evaluated images."""
@@ -97,6 +104,17 @@ class Evaluation:
             model=self.extra.get("model"),
         )  # fmt: skip
 
+    def finish(self) -> dict[str, Any]:
+        """Draw the figures (in memory) and close the timing: the JSON dict, complete before any
+        file is written (``advkit eval`` prints the results first). Done once."""
+        if self._figures is None:
+            clock = time.perf_counter()
+            self._figures = self._draw_figures()
+            self.timing["figures"] = time.perf_counter() - clock
+            earlier = self.timing.get("attacks_earlier_sessions", 0.0)  # a resumed evaluation's
+            self.timing["total"] = time.perf_counter() - self.started + earlier
+        return self.to_dict()
+
     def write(
         self,
         out_dir: str | Path | None = None,
@@ -105,48 +123,57 @@ class Evaluation:
     ) -> WrittenReport:
         """Write the JSON, the Markdown report and the figures into ``out_dir`` (named so that no
         other evaluation there is replaced: :func:`advkit.evaluation.outputs.place_in_folder`),
-        or beside ``json_path`` (replacing what is there, as ``advkit eval --json`` does)."""
+        or beside ``json_path`` (replacing what is there, as ``advkit eval --json`` does).
+
+        The JSON goes first, then the report, then the figures, each atomically: a write the
+        system refuses (a full disk...) is a :class:`advkit.errors.WriteError` naming the file,
+        and leaves no figure or report without the JSON they belong to."""
         if (out_dir is None) == (json_path is None):
             raise ValueError("write the report into out_dir or at json_path (one of them)")
+        data = self.finish()
         if json_path is not None:
             placement = place_at_file(Path(json_path), self.identity())
         else:
             placement = place_in_folder(Path(out_dir), self.identity(), self.run_threat or {})
         outputs = placement.outputs
-        outputs.json.parent.mkdir(parents=True, exist_ok=True)
-        clock = time.perf_counter()
-        written: list[Path] = []
-        images = self._figures(outputs, written)
-        self.timing["figures"] = time.perf_counter() - clock
-        earlier = self.timing.get("attacks_earlier_sessions", 0.0)
-        self.timing["total"] = time.perf_counter() - self.started + earlier
-        data = self.to_dict()
+        figures = [(getattr(outputs, kind), caption, png) for kind, caption, png in self._figures]
         report = markdown_report(
-            data, title=self.title, metadata=self.metadata, images=images,
+            data, title=self.title, metadata=self.metadata,
+            images={caption: path.name for path, caption, _ in figures},
             descriptions={entry.name: entry.description for entry in self.suite.attacks},
         )  # fmt: skip
-        written.append(write_markdown(outputs.markdown, report))
-        written.insert(0, write_json(outputs.json, data))
+        try:
+            written = [write_json(outputs.json, data)]
+        except WriteError as error:
+            if self.state_path is None or not self.state_path.is_file():
+                raise
+            raise error.then("run it again: it resumes from its saved progress") from error
+        if self.state_path is not None:
+            self.state_path.unlink(missing_ok=True)
+        try:
+            written.append(write_markdown(outputs.markdown, report))
+            written += [write_bytes(path, png) for path, _, png in figures]
+        except WriteError as error:
+            raise error.then(
+                f"run it again for the report and figures (the results are in {outputs.json})"
+            ) from error
         return WrittenReport(placement, written, data)
 
-    def _figures(self, outputs: Outputs, written: list[Path]) -> dict[str, str]:
-        """The example grid and (with a sweep) the sweep plot: {caption: file name}."""
-        images = {}
+    def _draw_figures(self) -> list[tuple[str, str, bytes]]:
+        """The example grid and (with a sweep) the sweep plot: (Outputs field, caption, PNG)."""
         first = self.test.take(torch.arange(min(4 * GRID_EXAMPLES, len(self.test))))
         examples = attack_examples(self.model, first.images, first.labels, self.suite,
                                    count=GRID_EXAMPLES)  # fmt: skip
-        grid = plot_examples(
-            outputs.examples, examples.clean, examples.adversarial,
+        grid = examples_png(
+            examples.clean, examples.adversarial,
             examples.labels, examples.clean_predictions, examples.adversarial_predictions,
             class_names=self.class_names, attack=examples.attack,
         )  # fmt: skip
-        written.append(grid)
-        images[f"Examples ({examples.attack})"] = grid.name
+        figures = [("examples", f"Examples ({examples.attack})", grid)]
         if self.sweep:
-            plot = plot_sweep(outputs.sweep, self.sweep, norm=self.result.norm, title=self.title)
-            written.append(plot)
-            images["Robust accuracy against eps"] = plot.name
-        return images
+            plot = sweep_png(self.sweep, norm=self.result.norm, title=self.title)
+            figures.append(("sweep", "Robust accuracy against eps", plot))
+        return figures
 
 
 @dataclass(frozen=True)
@@ -192,7 +219,7 @@ def run_evaluation(
     with bar(f"eval {suite.name}", "chunk") as progress, count_forwards(model) as attack_count:
         result = evaluate(
             model, test, None, suite, eps=eps, norm=norm, batch_size=batch_size, seed=seed,
-            state_path=state_path, progress=progress, world=world,
+            state_path=state_path, progress=progress, world=world, keep_state=world.size == 1,
         )  # fmt: skip
     # One account of the attacks' time, the report's header and total alike: every session's.
     timing["attacks"], clock = result.seconds, time.perf_counter()
@@ -219,6 +246,7 @@ def run_evaluation(
         record |= provenance(architecture=architecture or type(model).__name__,
                              indices=range(len(test)), model=model)  # fmt: skip
     return Evaluation(result, report, sweep, suite, record, timing, model, test, started,
+                      state_path=state_path if world.size == 1 else None,
                       **described)  # fmt: skip
 
 

@@ -4,19 +4,23 @@ The state holds per-sample result tensors and, for each phase ("clean", an attac
 "cascade"), the indices of the chunks already done. It is written atomically (temporary file,
 then ``os.replace``) after every chunk and read back with ``torch.load(weights_only=True)``. A
 state saved for another evaluation (another key: suite, eps, norm, samples, seed, batch size,
-weights) is ignored and overwritten.
+weights) is ignored and overwritten. A save the system refuses (a full disk...) stops the saving
+with a warning, not the evaluation: its results still come.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from advkit.training.checkpoint import load_state
+from advkit.errors import WriteError
+from advkit.training.checkpoint import load_state, save_state
+
+log = logging.getLogger("advkit.evaluation")
 
 _VERSION = 1
 
@@ -30,6 +34,8 @@ class EvalState:
         self.values: dict[str, Tensor] = {}
         self.done: dict[str, set[int]] = {}
         self.seconds = 0.0
+        #: the file of earlier progress left behind when saving failed (removed at the end)
+        self.stale: Path | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None, key: dict[str, Any]) -> EvalState:
@@ -66,16 +72,15 @@ class EvalState:
             "done": {phase: sorted(chunks) for phase, chunks in self.done.items()},
             "seconds": self.seconds,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            torch.save(payload, temp)
-            os.replace(temp, self.path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+            save_state(payload, self.path)
+        except WriteError as error:  # the results still come; only resuming them is lost
+            log.warning("%s; the evaluation goes on without saving its progress", error)
+            self.stale, self.path = self.path, None
 
     def remove(self) -> None:
         """Delete the saved file (the evaluation finished; its results live in the report)."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+        if self.stale is not None:  # saving failed: the file holds older progress
+            self.stale.unlink(missing_ok=True)

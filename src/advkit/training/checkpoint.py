@@ -1,53 +1,43 @@
 """Atomic, code-free checkpoint files.
 
-Writes go to a temporary file in the same folder, are fsynced, then renamed over the target, so a
-kill at any moment leaves either the old file or the new one, never half of one. Reads never
+Writes go through :mod:`advkit.files`: to a temporary file in the same folder, fsynced, then
+renamed over the target, so a kill or a full disk at any moment leaves either the old file or the
+new one, never half of one, and a refused write is a one-line error naming the file. Reads never
 execute pickled code: tensors from safetensors, other state with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 from advkit.errors import CorruptFileError, WeightsMismatchError, reading
+from advkit.files import atomic_write as atomic_write  # where callers have imported it from
+from advkit.files import atomic_write_stream, write_bytes, write_text
 from advkit.runs import repair_hint
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)``, fsync the file, then rename it to ``path`` and fsync the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.chmod(0o644)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_state(state: dict[str, Any], path: Path) -> None:
-    """Save a training state (tensors, numbers, strings, lists, dicts) atomically."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Save a training state (tensors, numbers, strings, lists, dicts) atomically; a full disk,
+    a read-only folder... is a :class:`advkit.errors.WriteError` and the old file stays."""
+    size = _nbytes(state) + 1024  # the zip archive's own records
+    atomic_write_stream(path, lambda handle: torch.save(state, handle), size=size)
+
+
+def _nbytes(value: Any) -> int:
+    """About the bytes a save of ``value`` (tensors in nested dicts, lists, tuples) needs."""
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size() + 128  # and its zip record
+    if isinstance(value, dict):
+        return sum(_nbytes(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_nbytes(item) for item in value)
+    return len(value) if isinstance(value, str | bytes) else 8
 
 
 def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -69,7 +59,7 @@ def save_weights(
 ) -> None:
     """Save a state dict as safetensors, atomically (tensors made contiguous and CPU)."""
     flat = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+    write_bytes(path, save(flat, metadata=metadata))
 
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
@@ -112,7 +102,7 @@ def _listed(names: list[str], what: str) -> str:
 
 
 def save_json(data: dict[str, Any], path: Path) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False)))
+    write_text(path, json.dumps(data, indent=2, sort_keys=False))
 
 
 def read_json(path: Path) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advkit.errors import UserError
-from advkit.training.checkpoint import atomic_write
+from advkit.files import write_text
 
 LOGS = ("csv", "tensorboard")
 TENSORBOARD_DIR = "tensorboard"
@@ -64,7 +64,7 @@ class MetricLogs:
         table = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
         table.writeheader()
         table.writerows(records)
-        atomic_write(self.run_dir / CSV_FILE, lambda tmp: tmp.write_text(text.getvalue()))
+        write_text(self.run_dir / CSV_FILE, text.getvalue())
 
     def _write_board(self, records: list[dict[str, Any]]) -> None:
         if self._board is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from advkit.training.checkpoint import atomic_write
+from advkit.files import atomic_write_stream
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -22,7 +22,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> N
     import matplotlib.pyplot as plt
 
     fig = curves_figure(history, title)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write_stream(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
     plt.close(fig)
 
 

@@ -1,13 +1,17 @@
 """Writing the run folder: config, per-epoch metrics, checkpoints, best and final weights.
 
 Only the writer (rank 0, or the single process) touches the folder; on other workers, and
-without a folder, every call is a no-op. File names are in ``advkit.runs``.
+without a folder, every call is a no-op. File names are in ``advkit.runs``. Every file is written
+atomically (:mod:`advkit.files`); a write the system refuses (a full disk...) ends training with
+a :class:`advkit.errors.WriteError` that also says how to continue: the last checkpoint is intact.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +20,11 @@ from torch import Tensor, nn
 
 from advkit import runs
 from advkit.config import TrainConfig, save_config
+from advkit.errors import WriteError
+from advkit.files import write_text, writing
 from advkit.models.exported import EXPORT_FILE, export_model
 from advkit.models.model_source import ModelSource
 from advkit.training.checkpoint import (
-    atomic_write,
     load_weights,
     save_json,
     save_state,
@@ -41,6 +46,8 @@ class RunWriter:
         self.run_dir = run_dir
         self.enabled = enabled and run_dir is not None
         self.logs = MetricLogs(run_dir, logs) if self.enabled else None
+        #: (epoch, batch) of the last checkpoint this writer wrote, for the failure message.
+        self.saved: tuple[int, int] | None = None
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -59,10 +66,12 @@ class RunWriter:
     def start(self, config: TrainConfig, source: ModelSource | None = None) -> None:
         """config.yaml, and the copy of a model given as a file (``model_source/``)."""
         if self.enabled:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / runs.CONFIG_FILE)
-            if source is not None:
-                source.save(self.run_dir)
+            path = self.run_dir / runs.CONFIG_FILE
+            with self._resumable(), writing(path):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_config(config, path)
+                if source is not None:
+                    source.save(self.run_dir)
 
     def initial(self, weights: dict[str, Tensor]) -> None:
         """checkpoints/init.safetensors, the weights training starts from, written once: a
@@ -70,15 +79,17 @@ class RunWriter:
         if self.enabled:
             path = self.run_dir / runs.CHECKPOINT_DIR / runs.INIT_WEIGHTS
             if not path.is_file():
-                save_weights(weights, path)
+                with self._resumable():
+                    save_weights(weights, path)
 
     def history(self, records: list[dict[str, Any]]) -> None:
         """metrics.jsonl rewritten whole (atomically): after a resume it matches the checkpoint."""
         if not self.enabled:
             return
         lines = "".join(json.dumps(record) + "\n" for record in records)
-        atomic_write(self.run_dir / runs.METRICS_FILE, lambda tmp: tmp.write_text(lines))
-        self.logs.write(records)
+        with self._resumable():
+            write_text(self.run_dir / runs.METRICS_FILE, lines)
+            self.logs.write(records)
 
     def resumed(
         self, epoch: int, batch: int, step: int, changes: dict[str, tuple[Any, Any]]
@@ -86,19 +97,25 @@ class RunWriter:
         """A line in resumes.jsonl: where the run was resumed and which options changed."""
         if not self.enabled:
             return
+        self.saved = (epoch, batch)
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epoch": epoch, "batch": batch,
                   "step": step, "changes": {k: list(v) for k, v in changes.items()}}  # fmt: skip
-        with open(self.run_dir / runs.RESUMES_FILE, "a") as handle:
+        path = self.run_dir / runs.RESUMES_FILE
+        with self._resumable(), writing(path), open(path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         if self.enabled:
-            save_state(state, self.checkpoint_path)
+            with self._resumable():
+                save_state(state, self.checkpoint_path)
+            self.saved = (int(state["epoch"]), int(state["batch"]))
 
     def best(self, weights: dict[str, Tensor], epoch: int, metric: float) -> None:
         if self.enabled:
-            save_weights(weights, self.best_path)
-            save_json({"epoch": epoch, "metric": metric}, self.best_path.with_name("best.json"))
+            with self._resumable():
+                save_weights(weights, self.best_path)
+                save_json({"epoch": epoch, "metric": metric},
+                          self.best_path.with_name("best.json"))  # fmt: skip
 
     def load_best(self, device: torch.device) -> dict[str, Tensor]:
         return load_weights(self.best_path, device)
@@ -116,10 +133,32 @@ class RunWriter:
         title: str,
     ) -> None:  # fmt: skip
         if self.enabled:
-            save_weights(weights, self.run_dir / runs.MODEL_FILE)
-            save_json(metadata, self.run_dir / runs.META_FILE)
-            plot_curves(records, self.run_dir / "curves.png", title=title)
+            with self._resumable():
+                save_weights(weights, self.run_dir / runs.MODEL_FILE)
+                save_json(metadata, self.run_dir / runs.META_FILE)
+                plot_curves(records, self.run_dir / "curves.png", title=title)
             self.logs.close()
+
+    @contextmanager
+    def _resumable(self) -> Iterator[None]:
+        """A refused write's message ends with how to go on once it is fixed."""
+        try:
+            yield
+        except WriteError as error:
+            raise error.then(self._next_step()) from error
+
+    def _next_step(self) -> str:
+        """How the run goes on after a failed write: from its last checkpoint, if it has one."""
+        if self.checkpoint_path is None or not self.checkpoint_path.is_file():
+            return "start the run again (it has no checkpoint yet)"
+        if self.saved is None:
+            at = ""
+        elif self.saved[1]:
+            at = f", at batch {self.saved[1]} of epoch {self.saved[0] + 1}"
+        else:
+            at = f", after epoch {self.saved[0]}"
+        return (f"continue with `advkit train --resume {self.run_dir}` from its last checkpoint "
+                f"(intact{at})")  # fmt: skip
 
 
 def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
