@@ -10,7 +10,7 @@ import re
 import pytest
 
 from advkit.cli import build_parser, main
-from advkit.commands import train as train_command
+from advkit.commands import train_options as train_command
 from advkit.config import CHOICES, ConfigError, TrainConfig
 
 #: reStructuredText / Markdown markup that must not reach a terminal.

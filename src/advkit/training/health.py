@@ -167,8 +167,15 @@ class RunHealth:
         self.val_shares = class_shares(val_labels, num_classes) if len(val_labels) else None
         self.pending: list[Finding] = []
 
-    def at_start(self, model: nn.Module, probe: Tensor) -> None:
-        """Check the data and the model before the first epoch's record exists."""
+    def at_start(self, model: nn.Module, val: Any, input_shape: tuple[int, ...]) -> None:
+        """Check the data and the model before the first epoch's record exists; the model's
+        outputs are looked at on a few validation images (``val``, a TensorData), else grey
+        images."""
+        device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
+        probe = (
+            val.inputs(slice(0, 64)) if len(val)
+            else torch.full((2, *input_shape), 0.5, device=device)
+        )  # fmt: skip
         self.pending = start_findings(
             model, probe, self.train_labels, self.val_labels, self.num_classes, self.class_names
         )

@@ -16,14 +16,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from advkit import progress_display
+from advkit.config import TrainConfig
+from advkit.distributed import World
 from advkit.humanize import format_duration, format_eps
+from advkit.methods import Method
 from advkit.training.optim import scaled_lr
 
-if TYPE_CHECKING:
-    from advkit.training.trainer import Trainer
+
+class Trainer(Protocol):
+    """What this module reads of a trainer (``advkit.training.trainer.Trainer``), named here so
+    that the display does not import the loop it displays."""
+
+    config: TrainConfig
+    world: World
+    method: Method
+    best: Any
+    train_data: Any
+    epoch: int
+    batch: int
+    epochs: int
+    batches_per_epoch: int
+    total_updates: int
 
 
 class RunClock:

@@ -24,7 +24,6 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ from advkit.data import DataSplits, StreamingSplits, image_shape, num_batches
 from advkit.devices import resolve_device
 from advkit.distributed import World, worker_device
 from advkit.distributed.compression import attach_communication
-from advkit.errors import UserError
 from advkit.methods import METHODS, Method, StepContext
 from advkit.models import NormalizedModel
 from advkit.models.exported import is_in_process
@@ -53,6 +51,7 @@ from advkit.training.eps_schedule import ramped_eps, warmup_epochs
 from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
 from advkit.training.health import RunHealth
 from advkit.training.optim import build_optimizer
+from advkit.training.outcomes import NoGradientError, TrainingInterrupted, TrainResult
 from advkit.training.progress import diverged_line, epoch_bar, epoch_line, showing_run
 from advkit.training.run_setup import as_used, build_model, changes_on_resume, holding
 from advkit.training.run_writer import RunWriter, model_metadata
@@ -66,31 +65,9 @@ from advkit.training.validation import clean_and_pgd
 
 log = logging.getLogger("advkit.train")
 
-__all__ = ["CHECKPOINT_FORMAT", "TrainResult", "Trainer", "TrainingInterrupted"]
-
-
-class TrainingInterrupted(RuntimeError):
-    """Raised after a stop request (SIGINT/SIGTERM) once the state is safely checkpointed."""
-
-    def __init__(self, run_dir: Path | None) -> None:
-        where = f"; resume with: advkit train --resume {run_dir}" if run_dir else ""
-        super().__init__(f"training interrupted, checkpoint saved{where}")
-        self.run_dir = run_dir
-
-
-class NoGradientError(UserError, RuntimeError):
-    """A model whose loss has no gradient with respect to its weights: it cannot train."""
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
-
-    model: nn.Module
-    history: list[dict[str, Any]]
-    run_dir: Path | None
-    metadata: dict[str, Any]
-    selected_epoch: int
+__all__ = [
+    "CHECKPOINT_FORMAT", "NoGradientError", "TrainResult", "Trainer", "TrainingInterrupted",
+]  # fmt: skip
 
 
 class Trainer:
@@ -279,7 +256,7 @@ class Trainer:
             if self.global_step == 0:  # a fresh run: the weights it starts from, kept on resume
                 self.writer.initial(self.model.state_dict())
             if self.epoch == 0:  # epoch 1's record will carry what is wrong from the start
-                self.health.at_start(self.model, self._probe_inputs())
+                self.health.at_start(self.model, self.val_data, self.input_shape)
             with stop_on_signals(self.request_stop), showing_run(self):
                 try:
                     while self.epoch < self.epochs and not self.guard.stopped and not self.diverged:
@@ -400,12 +377,6 @@ class Trainer:
         return self.guard_keeper.check(
             model, self.val_data, self.config.eps, self.config.norm, self.global_step
         )
-
-    def _probe_inputs(self) -> Tensor:
-        """A few inputs to look at the model's outputs with: validation images, else grey."""
-        if len(self.val_data):
-            return self.val_data.inputs(slice(0, 64))
-        return torch.full((2, *self.input_shape), 0.5, device=self.device)
 
     def _end_epoch(self) -> None:
         record: dict[str, Any] = {
