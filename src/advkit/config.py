@@ -58,14 +58,14 @@ class TrainConfig:
     data_loading: str = "auto"  # memory, stream, or auto: stream what exceeds the memory budget
     data_workers: int | None = None  # decoding processes; None: auto (data.loading_path)
     # model
-    model: str = "cnn-small"  # a registered name, path/to/file.py:FACTORY or pkg.module:FACTORY
+    model: str | None = None  # a registered name, path/to/file.py:FACTORY or pkg.module:FACTORY
     model_args: dict[str, Any] | None = None  # keyword arguments of the model's factory
     channels_last: bool = False
     normalize: bool = True  # False: the model sees raw [0, 1] pixels (mean 0, std 1)
     # method and threat model
     method: str = "pgd"
     norm: str = "linf"
-    eps: float = 0.1
+    eps: float | None = None  # None: the dataset's standard budget (data.specs.data_defaults)
     eps_warmup_epochs: float | None = None  # None: auto (training.eps_schedule); 0: off
     steps: int | None = None  # None: the method's own (pgd 7, trades 10)
     step_size: float | None = None
@@ -125,11 +125,22 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self._coerce()
 
+    def _fill_data_defaults(self) -> None:
+        """An unset model or eps takes the dataset's (its standard budget under ``norm``, a model
+        that takes its images): one rule for the CLI, YAML, ``advkit.fit`` and Python."""
+        if self.model is None or self.eps is None:
+            from advkit.data.specs import data_defaults  # the data layer sits above the config
+
+            model, eps = data_defaults(self.dataset, self.norm)
+            self.model = model if self.model is None else self.model
+            self.eps = eps if self.eps is None else self.eps
+
     def _coerce(self) -> None:
         """Convert every field as YAML and the command line do (``eps="8/255"``, ``epochs="3"``;
         ``epochs=True`` is refused): one parser for Python, YAML and CLI values."""
         for item in fields(self):
             setattr(self, item.name, coerce_field(item.name, getattr(self, item.name)))
+        self._fill_data_defaults()
 
     def validate(self) -> TrainConfig:
         """Check values that need no registry; raises ConfigError saying what to change.

@@ -41,7 +41,7 @@ def test_fit_takes_advkit_trains_defaults(tmp_path):
     meta = json.loads((tmp_path / "run" / "model.json").read_text())
     defaults = TrainConfig()
     assert meta["method"]["name"] == defaults.method
-    assert meta["threat"] == {"norm": defaults.norm, "eps": defaults.eps}
+    assert meta["threat"] == {"norm": defaults.norm, "eps": 8 / 255}  # data of no known name
     assert meta["eps_warmup_epochs"] == warmup_epochs(None, 1)
 
 

@@ -62,6 +62,25 @@ class DatasetSpec:
     probe: Callable[[Path], bool] = _exists
     class_names: Callable[[Path], list[str] | None] = _no_class_names
     stream: Callable[[Path], tuple[Any, Any, list[str] | None]] | None = None
+    default_model: str = "cnn-small"
+    linf_eps: float = 8 / 255
+    l2_eps: float = 0.5
+
+
+#: What an unset model and eps mean for data advkit does not know by name (a caller's tensors):
+#: the budgets of natural-image benchmarks (CIFAR-10, ImageNet-scale L2).
+GENERIC_DEFAULTS = ("cnn-small", {"linf": 8 / 255, "l2": 0.5})
+
+
+def data_defaults(dataset: str | None, norm: str) -> tuple[str, float]:
+    """The model and the eps an unset ``model``/``eps`` mean for ``dataset`` under ``norm``: the
+    dataset's standard budget (MNIST 0.3 / L2 2.0, Fashion-MNIST 0.1 / 2.0, CIFAR 8/255 / 0.5)
+    and a model that takes its images; others get ``GENERIC_DEFAULTS``."""
+    if dataset in DATASETS.names():
+        spec = DATASETS.get(dataset)
+        return spec.default_model, spec.l2_eps if norm == "l2" else spec.linf_eps
+    model, budgets = GENERIC_DEFAULTS
+    return model, budgets.get(norm, budgets["linf"])
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -78,8 +97,9 @@ def _register(spec: DatasetSpec) -> None:
 
 
 def _idx_spec(
-    name: str, title: str, default_dir: str | None, how: str, classes: tuple[str, ...]
-) -> None:
+    name: str, title: str, default_dir: str | None, how: str, classes: tuple[str, ...],
+    linf_eps: float,
+) -> None:  # fmt: skip
     subdirs = (f"{title}/raw",)  # torchvision's layout: <root>/MNIST/raw/
     _register(
         DatasetSpec(
@@ -92,6 +112,8 @@ def _idx_spec(
             load=partial(readers.load_idx_dataset, num_classes=10, npz_name=name, subdirs=subdirs),
             probe=partial(readers.has_idx_dataset, npz_name=name, subdirs=subdirs),
             class_names=_fixed_names(classes),
+            linf_eps=linf_eps,
+            l2_eps=2.0,  # 28x28 grayscale: the MNIST L2 budget (Madry et al.; Croce & Hein)
         )
     )
 
@@ -104,6 +126,7 @@ _idx_spec(
     "and t10k-labels-idx1-ubyte.gz (MNIST, http://yann.lecun.com/exdb/mnist/ or a mirror) into "
     "one folder, or put an mnist.npz there.",
     tuple(str(d) for d in range(10)),
+    linf_eps=0.3,  # Madry et al.'s MNIST budget
 )
 _idx_spec(
     "fashion-mnist",
@@ -123,10 +146,12 @@ _idx_spec(
         "Bag",
         "Ankle boot",
     ),
+    linf_eps=0.1,  # the budget of the Fashion-MNIST adversarial-training literature
 )
 _register(
     DatasetSpec(
         name="cifar10",
+        default_model="preact-resnet18",  # the fast-AT / TRADES-era CIFAR baseline
         num_classes=10,
         image_shape=(3, 32, 32),
         default_dir=None,
@@ -160,6 +185,7 @@ _register(
 _register(
     DatasetSpec(
         name="cifar100",
+        default_model="preact-resnet18",  # the fast-AT / TRADES-era CIFAR baseline
         num_classes=100,
         image_shape=(3, 32, 32),
         default_dir=None,

@@ -68,7 +68,8 @@ def fit(
     ``run_dir`` the run is written there (weights, metrics, checkpoints, model.pt2), and
     ``resume=True`` continues it from its last checkpoint (pass the same module class and data).
     ``method``, ``eps`` and every option left out take ``advkit train``'s defaults (one set of
-    defaults: :class:`advkit.config.TrainConfig`'s).
+    defaults, :class:`advkit.config.TrainConfig`'s: an unset eps is the standard budget of the
+    data, for data advkit does not know by name 8/255 under L-inf and 0.5 under L2).
     """
     _check_options(options)
     if isinstance(train_data, DataLoader) and train_data.batch_size and "batch_size" not in options:
@@ -115,7 +116,7 @@ def fit(
     given = {"method": method, "eps": eps}
     config = load_config(
         overrides={
-            "model": in_process_name(model), "val_size": len(splits.val),
+            "model": in_process_name(model), "val_size": len(splits.val), "dataset": name,
             **{key: value for key, value in given.items() if value is not None}, **options,
         }
     )  # fmt: skip
