@@ -18,7 +18,7 @@ for dataset in ${DATASETS:-fashion-mnist mnist cifar10}; do
     run="$out/$dataset-$method"
     [ -f "$run/model.safetensors" ] && continue
     $advkit train --dataset "$dataset" "${where[@]}" --method "$method" \
-      --subset "${SUBSET:-6000}" --val-size 500 --val-examples 500 --epochs "${EPOCHS:-4}" \
+      --subset "${SUBSET:-6000}" --val-size 500 --val-examples "${VAL_EXAMPLES:-500}" --epochs "${EPOCHS:-4}" \
       --quiet "$@" --out "$run" > "$run.log" 2>&1 || echo "$run failed (see $run.log)"
   done
 done

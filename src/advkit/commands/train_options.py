@@ -73,7 +73,7 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "eps": (
         "perturbation radius in [0,1] pixel units, e.g. 0.1 or 8/255",
         {
-            "default": "the dataset's standard budget: L-inf 0.3 MNIST, 0.1 Fashion-MNIST, 8/255 "
+            "default": "the dataset's budget: L-inf 0.1 for MNIST and Fashion-MNIST, 8/255 for "
             "CIFAR and other data; L2 2.0 for the 28x28 sets, 0.5 for the others"
         },
     ),
