@@ -64,3 +64,14 @@ def _role_title(content: str) -> str:
     if content.endswith(">") and "<" in content:
         return content[: content.rindex("<")].strip()
     return content[1:].rsplit(".", 1)[-1] if content.startswith("~") else content
+
+
+def numbered_repeats(labels: list[str]) -> list[str]:
+    """``labels`` with the second, third, ... of a repeated label suffixed ``-2``, ``-3``: one
+    distinct name per row of a table of runs."""
+    seen: dict[str, int] = {}
+    unique = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        unique.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return unique

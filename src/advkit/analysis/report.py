@@ -28,7 +28,7 @@ from advkit.analysis.runner import LoadedRun, Outcome, overrides, scalar_leaves
 from advkit.errors import WriteError
 from advkit.evaluation.report import write_json, write_markdown
 from advkit.files import write_bytes
-from advkit.humanize import format_eps
+from advkit.humanize import format_eps, numbered_repeats
 
 #: Top-level keys of analysis.json that are no analysis.
 RESERVED = ("settings",)
@@ -290,12 +290,7 @@ def labels_for(folders: Sequence[Path]) -> list[str]:
         f"{folder.resolve().parent.name}/{name}" if names.count(name) > 1 else name
         for folder, name in zip(folders, names, strict=True)
     ]
-    seen: dict[str, int] = {}
-    unique = []
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        unique.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
-    return unique
+    return numbered_repeats(labels)
 
 
 def write_comparison(

@@ -29,6 +29,7 @@ from advkit.comparison.select import (
     of_weights,
 )
 from advkit.evaluation.intervals import DEFAULT_CONFIDENCE, accuracy_intervals
+from advkit.humanize import numbered_repeats
 
 #: Columns that describe a run (the run's facts, then measuring conditions), with their headers.
 LABELS = {
@@ -198,12 +199,7 @@ def _labels(runs: Sequence[RunInfo]) -> list[str]:
         f"{run.named.resolve().parent.name}/{run.name}" if len(sources[run.name]) > 1 else run.name
         for run in runs
     ]
-    seen: dict[str, int] = {}
-    unique = []
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        unique.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
-    return unique
+    return numbered_repeats(labels)
 
 
 def _chosen(columns: Sequence[str], accuracy: list[str]) -> tuple[list[str], list[str]]:

@@ -66,7 +66,7 @@ class Unit:
     seconds: float | None = None
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Status:
     """What a progress report says beside the count of units (see ``evaluate.Progress``)."""
 

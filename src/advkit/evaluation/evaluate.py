@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from advkit.attacks import AttackStage, attack_mode, cascade
 from advkit.data.tensors import unit_float
 from advkit.distributed import World
-from advkit.evaluation.attack_progress import AttackClock
+from advkit.evaluation.attack_progress import AttackClock, Status
 from advkit.evaluation.state import EvalState
 from advkit.evaluation.suites import AttackEntry, Suite, build_suite
 from advkit.threat import check_budget, check_unit_range, get_threat
@@ -35,7 +35,7 @@ CASCADE = "cascade"
 
 
 @dataclass(frozen=True)
-class Progress:
+class Progress(Status):
     """Reported after every chunk: the phase ("clean", an attack, "cascade"), units finished so
     far in the whole evaluation (a unit: a chunk of the clean pass, one attack on one chunk; in
     a cascade, one stage on one chunk), the total (an upper bound until clean accuracy is
@@ -53,14 +53,6 @@ class Progress:
     total: int | None
     resumed: bool
     live: bool = False
-    attack: str | None = None
-    attack_index: int = 0
-    attacks: int = 0
-    examples_done: int = 0
-    examples_total: int = 0
-    robust: int | None = None
-    eta_attack: float | None = None
-    eta_total: float | None = None
 
 
 ProgressFn = Callable[[Progress], None]
