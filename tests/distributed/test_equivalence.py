@@ -211,7 +211,8 @@ def test_a_two_worker_checkpoint_resumes_on_one_process(runs):
     resumed.resume()
     resumed.fit()
     for name, value in resumed.model.state_dict().items():
-        torch.testing.assert_close(value, rank0["straight"][name], rtol=1e-4, atol=1e-5)
+        # Two epochs of float summation in another order: a weight of 1e-2 may move by 1e-5.
+        torch.testing.assert_close(value, rank0["straight"][name], rtol=1e-4, atol=3e-5)
 
 
 def test_batchnorm_statistics_are_averaged_over_the_workers(runs):
