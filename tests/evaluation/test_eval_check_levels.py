@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 
 import pytest
@@ -10,7 +11,6 @@ import torch
 
 from advkit import runs
 from advkit.cli import main
-from advkit.commands import eval as eval_command
 from advkit.evaluation import CHECKS, CheckContext, evaluate, session
 from advkit.evaluation.checks import (
     FAST_CALLS,
@@ -22,6 +22,7 @@ from advkit.evaluation.checks import (
     fast_budget,
 )
 from advkit.evaluation.cost import CALL_COST, count_forwards
+from advkit.evaluation.eval_bar import bar_factory
 from advkit.humanize import format_duration
 from tests.evaluation.conftest import SHAPE, Constant, Quantized, RandomInEval, Softmaxed
 from tests.evaluation.conftest import linear_model as make_linear
@@ -225,8 +226,8 @@ def test_report_headline_and_table_without_a_checks_record():
 
 
 def test_cli_checks_bar(monkeypatch):
-    monkeypatch.setattr(eval_command.sys.stderr, "isatty", lambda: True)
-    with eval_command._Bar("checks fast", quiet=False, unit="check") as bar:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with bar_factory(quiet=False)("checks fast", "check") as bar:
         assert bar.bar.unit == "check"
 
 

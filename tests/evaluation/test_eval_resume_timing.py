@@ -44,10 +44,11 @@ def test_a_resumed_evaluation_counts_every_session_once(model, data, tmp_path, m
         run_evaluation(model, test, suite, bar=interrupted_bar, **options)
     assert state.exists()
     evaluation = run_evaluation(model, test, suite, **options)
-    assert not state.exists()
+    assert state.exists()  # kept until the JSON is written: a refused write resumes, not redoes
     earlier = evaluation.result.earlier_seconds
     assert earlier >= 2 * NAP  # two chunks of the first session were kept, a nap each
     written = evaluation.write(tmp_path / "out")
+    assert not state.exists()
     data_ = written.data
     timing = data_["timing"]
     assert (
