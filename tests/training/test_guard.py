@@ -30,6 +30,7 @@ def co_config(guard: str, epochs: int = 6) -> TrainConfig:
     return TrainConfig(
         method="fast", init="zero", eps=0.3, step_size=0.6, epochs=epochs, batch_size=64, lr=0.05,
         schedule="constant", val_examples=256, val_steps=5, co_guard=guard, quiet=True, seed=0,
+        eps_warmup_epochs=0,  # full eps from the first step: the collapse this recipe provokes
     )  # fmt: skip
 
 

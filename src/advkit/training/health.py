@@ -184,7 +184,7 @@ class RunHealth:
     def after_epoch(self, record: dict[str, Any]) -> None:
         """Add the epoch's findings (and any waiting from the start) to ``record["health"]``."""
         found = epoch_findings(record, self.train_shares, self.val_shares, len(self.val_labels))
-        self._log(found, f"epoch {record['epoch']}")
+        self._log(found, f"after epoch {record['epoch']}")
         found = self.pending + found
         self.pending = []
         if found:
