@@ -3,7 +3,6 @@ write: other outputs go on side by side, the same outputs are refused naming the
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import pytest
 
 from advkit.cli import main
 from advkit.runlock import hold_outputs, holder
-from tests.cli.test_run_lock import held_elsewhere
+from tests.cli.test_run_lock import held_by, held_elsewhere
 from tests.evaluation.run_folder import make_run, stub_figures
 
 EVAL = ["--n-examples", "4", "--batch-size", "4", "--checks", "none", "--quiet"]
@@ -35,16 +34,8 @@ def _hold_outputs(folder: str, stem: str, ready, release) -> None:
 @contextmanager
 def outputs_held_elsewhere(folder: Path, stem: str) -> Iterator[int]:
     """Another process writes ``folder/stem*`` while the block runs; yields its pid."""
-    ctx = multiprocessing.get_context("fork")
-    ready, release = ctx.Event(), ctx.Event()
-    process = ctx.Process(target=_hold_outputs, args=(str(folder), stem, ready, release))
-    process.start()
-    try:
-        assert ready.wait(30), "the holder process did not take the lock"
-        yield process.pid
-    finally:
-        release.set()
-        process.join(30)
+    with held_by(_hold_outputs, str(folder), stem) as pid:
+        yield pid
 
 
 def test_a_run_being_written_elsewhere_is_evaluated_and_analysed(run_dir, tmp_path):

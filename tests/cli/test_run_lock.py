@@ -38,9 +38,17 @@ def _hold(run_dir: str, purpose: str, ready, release) -> None:
 @contextmanager
 def held_elsewhere(run_dir: Path, purpose: str = "advkit train") -> Iterator[int]:
     """Another process holds ``run_dir`` while the block runs; yields its pid."""
+    with held_by(_hold, str(run_dir), purpose) as pid:
+        yield pid
+
+
+@contextmanager
+def held_by(hold, *args) -> Iterator[int]:
+    """Another process runs ``hold(*args, ready, release)`` (which takes a lock, sets ready and
+    waits for release) while the block runs; yields its pid."""
     ctx = multiprocessing.get_context("fork")
     ready, release = ctx.Event(), ctx.Event()
-    process = ctx.Process(target=_hold, args=(str(run_dir), purpose, ready, release))
+    process = ctx.Process(target=hold, args=(*args, ready, release))
     process.start()
     try:
         assert ready.wait(30), "the holder process did not take the lock"
