@@ -108,20 +108,12 @@ def epoch_findings(
     floor = label_entropy(train_shares)
     if floor <= 0 or loss < LOSS_FRACTION * floor:
         return []
-    if "val_clean" in record and val_shares is not None and val_count:
-        accuracy, chance, count, which = (
-            record["val_clean"],
-            float(val_shares.max()),
-            val_count,
-            ("validation clean accuracy"),
-        )
-    else:
-        accuracy, chance, count, which = (
-            record["train_acc"],
-            float(train_shares.max()),
-            0,
-            ("training accuracy"),
-        )
+    count = val_count if record.get("val_clean") is not None and val_shares is not None else 0
+    if count:
+        which, accuracy, chance = "validation clean accuracy", record["val_clean"], val_shares
+    else:  # no validation split: the training accuracy against the training labels
+        which, accuracy, chance = "training accuracy", record["train_acc"], train_shares
+    chance = float(chance.max())
     spread = CHANCE_SIGMAS * math.sqrt(chance * (1 - chance) / count) if count else 0.02
     if accuracy > chance + spread:
         return []
@@ -130,8 +122,8 @@ def epoch_findings(
         f"the model is not learning: training loss {loss:.3f} is the constant guess's "
         f"({floor:.3f}{' = ln C' if abs(floor - math.log(len(train_shares))) < 1e-6 else ''}) "
         f"and {which} {100 * accuracy:.1f}% is within noise of chance ({100 * chance:.1f}%, the "
-        "largest class's share); ramp eps up from "
-        "0 (--eps-warmup-epochs), lower --lr, or check the labels",
+        "largest class's share); ramp eps up from 0 (--eps-warmup-epochs), lower --lr, or check "
+        "the labels",
     )]  # fmt: skip
 
 
