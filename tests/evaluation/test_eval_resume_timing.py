@@ -59,7 +59,8 @@ def test_a_resumed_evaluation_counts_every_session_once(model, data, tmp_path, m
     table = format_table(data_)
     attacks = format_duration(data_["seconds"])
     assert f"attacks {attacks}" in headline(data_)
-    assert f"attacks {attacks} ({format_duration(earlier)} in earlier sessions)" in table
+    shown = format_duration(timing["attacks_earlier_sessions"])  # the report's rounded seconds
+    assert f"attacks {attacks} ({shown} in earlier sessions)" in table
     assert f"attacks {attacks} (" in markdown_report(data_, title="run")
     assert f"attacks {attacks} (" in (tmp_path / "out" / "eval-quick-linf-0.05.md").read_text()
 
