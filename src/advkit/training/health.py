@@ -60,9 +60,10 @@ def start_findings(
     """What is wrong before the first step: classes absent from the training labels, a
     one-class validation split, probability outputs on ``probe`` (a few inputs, eval mode)."""
     found = []
-    present = int((class_shares(train_labels, num_classes) > 0).sum())
+    seen = class_shares(train_labels, num_classes) > 0
+    present = int(seen.sum())
     if present < num_classes:
-        missing = (class_shares(train_labels, num_classes) == 0).nonzero().flatten().tolist()
+        missing = (~seen).nonzero().flatten().tolist()
         names = [class_names[i] for i in missing] if class_names else missing
         shown = ", ".join(map(str, names[:8])) + (", ..." if len(names) > 8 else "")
         found.append(finding(
