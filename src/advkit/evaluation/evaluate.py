@@ -15,7 +15,7 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,7 +220,7 @@ class _Runner:
                 x, y = self._batch(index)
                 self.clock.start(entry.name, len(index))
                 self._report(entry.name, live=True)
-                with self._seeded(entry.name, chunk), self.clock.counting(self._live(entry.name)):
+                with self._seeded(entry.name, chunk), self._counting(entry.name):
                     adversarial = entry.attack(self.model, x, y)
                 robust[index] = self._still_correct(x, adversarial, y)
                 self.clock.done(entry.name, int(robust[index].sum()))
@@ -237,7 +237,7 @@ class _Runner:
         for chunk, index in self._my_chunks(correct, mine):
             if not self._skip(CASCADE, chunk, *(robust[name][index] for name in names)):
                 x, y = self._batch(index)
-                with self._seeded(CASCADE, chunk), self.clock.counting(self._live(CASCADE)):
+                with self._seeded(CASCADE, chunk), self._counting(CASCADE):
                     outcome = cascade(
                         self.model, x, y, stages, batch_size=self.batch_size, eps=eps, norm=norm,
                         on_stage=self._stage,
@@ -311,6 +311,13 @@ class _Runner:
             self._report(CASCADE, resumed=False)
         self.clock.start(name, attacking)
         self._report(CASCADE, live=True)
+
+    def _counting(self, phase: str) -> AbstractContextManager[None]:
+        """Count the model's calls for the live reports: no hook in the attacks' loop when
+        nobody watches."""
+        if self.progress is None:
+            return nullcontext()
+        return self.clock.counting(self._live(phase))
 
     def _live(self, phase: str) -> Callable[[float], None]:
         return lambda fraction: self._report(phase, live=True, fraction=fraction)
