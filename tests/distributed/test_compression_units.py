@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -26,11 +27,11 @@ from advkit.distributed.compression.int8 import (
 from advkit.distributed.compression.quantize import (
     LEVELS,
     dequantize,
-    fill_uniform,
     pack,
     padded_length,
     quantize,
-    rounding_seeds,
+    rounding_keys,
+    rounding_noise,
     unpack,
 )
 
@@ -107,21 +108,27 @@ def test_pack_and_unpack_are_inverse_for_several_rows(block):
 
 
 def test_rounding_draws_are_keyed_not_a_stream():
-    """A segment's draws depend on its seed alone: not on the segments drawn before it."""
-    seeds = rounding_seeds(5, 0, 7, 0, [0, 1, 2])
-    assert seeds == rounding_seeds(5, 0, 7, 0, [0, 1, 2]) and len(set(seeds)) == 3
+    """A segment's draws depend on its key alone: not on the segments drawn before it."""
+    keys = rounding_keys(5, 0, 7, 0, [0, 1, 2])
+    assert np.array_equal(keys, rounding_keys(5, 0, 7, 0, [0, 1, 2])) and len(set(keys)) == 3
     for other in (
         (6, 0, 7, 0),
         (5, 1, 7, 0),
         (5, 0, 8, 0),
         (5, 0, 7, 1),
     ):  # seed, rank, iter, stage
-        assert not set(rounding_seeds(*other, [0, 1, 2])) & set(seeds), other
-    generator = torch.Generator()
-    both = fill_uniform(torch.empty(300), [(0, 100), (100, 300)], seeds[:2], generator)
-    alone = fill_uniform(torch.empty(200), [(0, 200)], seeds[1:2], generator)
-    assert torch.equal(both[100:], alone)
+        assert not set(rounding_keys(*other, [0, 1, 2])) & set(keys), other
+    cpu = torch.device("cpu")
+    both = rounding_noise(keys[:2], [(0, 100), (100, 300)], 320, cpu)
+    alone = rounding_noise(keys[1:2], [(0, 200)], 200, cpu)
+    assert torch.equal(both[100:300], alone) and torch.equal(both[300:], torch.zeros(20))
     assert both.min() >= 0 and both.max() < 1 and not torch.equal(both[:100], both[100:200])
+
+
+def test_rounding_noise_refuses_gaps_between_segments():
+    with pytest.raises(ValueError, match="contiguous"):
+        keys = rounding_keys(0, 0, 0, 0, [0, 1])
+        rounding_noise(keys, [(0, 4), (8, 12)], 12, torch.device("cpu"))
 
 
 class FakeBucket:

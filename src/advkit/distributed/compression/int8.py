@@ -52,11 +52,11 @@ from torch.futures import Future
 from advkit.distributed.compression.communication import CompressionError
 from advkit.distributed.compression.quantize import (
     dequantize,
-    fill_uniform,
     pack,
     padded_length,
     quantize,
-    rounding_seeds,
+    rounding_keys,
+    rounding_noise,
     unpack,
 )
 
@@ -185,7 +185,6 @@ class _Int8:
         self.owner: dict[tuple[int, ...], Tensor] = {}
         self._layouts: dict[tuple[int, ...], _Layout] = {}
         self._seen: set[tuple[int, ...]] = set()
-        self._generators: dict[torch.device, torch.Generator] = {}
 
     def _layout(self, bucket: dist.GradBucket) -> _Layout:
         order = self.canonical.order(bucket)
@@ -199,12 +198,8 @@ class _Int8:
         device: torch.device,
     ) -> Tensor:  # fmt: skip
         """U[0, 1) draws of ``length``: each segment keyed by its key, zeros after the last."""
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device)
-        noise = torch.empty(length, device=device)
-        noise[segments[-1][1] :].zero_()
-        seeds = rounding_seeds(self.seed, self.rank, self.iteration, stage, keys)
-        return fill_uniform(noise, segments, seeds, self._generators[device])
+        keys = rounding_keys(self.seed, self.rank, self.iteration, stage, keys)
+        return rounding_noise(keys, segments, length, device)
 
     def _encode_own(self, layout: _Layout, buffer: Tensor, length: int) -> tuple[Tensor, Tensor]:
         """Codes and scales of this worker's gradient plus its residual, in canonical order,

@@ -8,9 +8,10 @@ keep the levels used on large tensors (one norm for a whole tensor, as in QSGD, 
 every element at level 0). Decoding is plain float arithmetic on the signed codes (DAT's released
 decoder divides a uint8 by 2 with true division, which biases every value).
 
-The draws ``u`` are keyed, never a running stream: ``fill_uniform`` seeds a generator per segment
-(a parameter) from ``rounding_seeds(seed, rank, iteration, stage, keys)``, so a parameter's draws
-depend on nothing but who rounds it, when, and which parameter it is.
+The draws ``u`` are keyed, never a running stream: ``rounding_noise`` hashes each segment's (a
+parameter's) key from ``rounding_keys(seed, rank, iteration, stage, keys)`` with its positions
+(:mod:`advkit.keyed_bits`, all segments in one kernel sequence), so a parameter's draws depend on
+nothing but who rounds it, when, and which parameter it is.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advkit.noise import mix_keys
+from advkit.keyed_bits import mix_keys, row_keys, segment_words, unit_floats
 
 #: The largest level; codes are int8 in -LEVELS..LEVELS (-128 is never used: symmetric levels).
 LEVELS = 127
 #: bytes of one fp32 scale
 SCALE_BYTES = 4
-_MASK63 = np.uint64((1 << 63) - 1)  # torch.Generator seeds are taken as signed 64-bit
 
 
 def padded_length(n: int, multiple: int) -> int:
@@ -35,23 +35,23 @@ def padded_length(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def rounding_seeds(
+def rounding_keys(
     seed: int, rank: int, iteration: int, stage: int, keys: Sequence[int]
-) -> list[int]:
-    """One generator seed per key (a parameter's position) for the draws of worker ``rank`` at
+) -> np.ndarray:
+    """One uint64 key per parameter position ``keys`` for the draws of worker ``rank`` at
     ``iteration``; ``stage`` separates independent roundings of one iteration."""
-    mixed = mix_keys(seed, rank, iteration, stage, np.asarray(keys, dtype=np.uint64)) & _MASK63
-    return [int(value) for value in mixed]
+    return mix_keys(seed, rank, iteration, stage, np.asarray(keys, dtype=np.uint64))
 
 
-def fill_uniform(
-    out: Tensor, segments: Sequence[tuple[int, int]], seeds: Sequence[int],
-    generator: torch.Generator,
-) -> Tensor:  # fmt: skip
-    """Fill ``out[start:stop]`` of each segment with U[0, 1) draws seeded by its seed."""
-    for (start, stop), seed in zip(segments, seeds, strict=True):
-        generator.manual_seed(seed)
-        out[start:stop].uniform_(generator=generator)
+def rounding_noise(
+    keys: np.ndarray, segments: Sequence[tuple[int, int]], length: int, device: torch.device
+) -> Tensor:
+    """U[0, 1) draws ``(length,)``: ``[start:stop)`` of each segment keyed by its key alone,
+    zeros after the last segment."""
+    words = segment_words(row_keys(keys, device), segments, length)
+    used = segments[-1][1] if segments else 0
+    out = unit_floats(words, torch.float32)
+    out[used:] = 0.0
     return out
 
 
