@@ -25,6 +25,7 @@ device for each draw number.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -157,12 +158,27 @@ def _segment_layout(
     return index, _position_words(max(lengths, default=0), device)[local]
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch_like(words: Tensor) -> Tensor:
+    """An int32 work buffer of ``words``' shape. On the CPU one buffer per thread is kept and
+    reused: a fresh one costs a page fault per 4 KiB at its first write, which for a CIFAR
+    batch is more than the hash itself. Elsewhere the caching allocator already reuses memory."""
+    if words.device.type != "cpu":
+        return torch.empty_like(words)
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None or buffer.numel() < words.numel():
+        buffer = _SCRATCH.buffer = torch.empty(words.numel(), dtype=torch.int32)
+    return buffer[: words.numel()].view(words.shape)
+
+
 def _hash(positions: Tensor, keys: Tensor) -> Tensor:
     """``mix(mix(positions ^ low(keys)) ^ high(keys))``, then ``x ^= x >>> 16``, broadcast."""
     low = keys.to(torch.int32)  # the low 32 bits (the conversion wraps)
     high = keys.bitwise_right_shift(32).to(torch.int32)
     words = torch.bitwise_xor(positions, low)
-    scratch = torch.empty_like(words)
+    scratch = _scratch_like(words)
     _mix32_(words, scratch)
     words.bitwise_xor_(high)
     _mix32_(words, scratch)
@@ -173,7 +189,7 @@ def _hash(positions: Tensor, keys: Tensor) -> Tensor:
 def unit_floats(words: Tensor, dtype: torch.dtype, *, low: Tensor | None = None) -> Tensor:
     """Floats uniform in [0, 1) of ``dtype`` from int32 ``words`` (consumed: used as scratch).
 
-    The top ``p`` bits of each word (``p`` = the dtype's precision, at most 24) scaled by
+    The top ``p`` bits of each word (``p`` = the dtype's precision, at most 24), as a multiple of
     ``2**-p``: exact in the dtype, so never rounded up to 1. float64 takes 53 bits, 27 from
     ``words`` and 26 from ``low``, as numpy's doubles.
     """
@@ -186,8 +202,12 @@ def unit_floats(words: Tensor, dtype: torch.dtype, *, low: Tensor | None = None)
     if not dtype.is_floating_point:
         raise ValueError(f"uniform draws are floating point, not {dtype}")
     bits = min(1 - round(math.log2(torch.finfo(dtype).eps)), 24)
-    # converted and scaled in one kernel, into the words' own memory (a full overlap)
-    out = torch.mul(_top_bits(words, bits), 2.0**-bits, out=words.view(torch.float32))
+    # No shift (a slow kernel on CPUs): the signed word with its low bits cleared is a float32
+    # exactly; scaled by 2**-32 it lies in [-1/2, 1/2) on a 2**-bits grid, and + 1/2 is exact.
+    words.bitwise_and_(-(1 << (32 - bits)))
+    out = words.view(torch.float32)
+    out.copy_(words)  # converted in place (a full overlap, element by element)
+    out.mul_(2.0**-32).add_(0.5)
     return out if dtype == torch.float32 else out.to(dtype)
 
 

@@ -117,7 +117,9 @@ class KeyedNoise(Noise):
         uniform = self.uniform((shape[0] if shape else 1, 2 * pairs), device=device, dtype=work)
         radius = uniform[:, :pairs].neg_().log1p_().mul_(-2.0).sqrt_()
         angle = uniform[:, pairs:].mul_(2 * math.pi)
-        out = torch.cat([radius * angle.cos(), radius.mul_(angle.sin_())], dim=1)
+        out = torch.empty_like(uniform)
+        torch.cos(angle, out=out[:, :pairs]).mul_(radius)
+        torch.sin(angle, out=out[:, pairs:]).mul_(radius)
         if 2 * pairs != per_row:
             out = out[:, :per_row]
         return out.to(dtype).reshape(shape)
