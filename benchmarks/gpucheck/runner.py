@@ -24,6 +24,9 @@ TAIL_LINES = 15
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 #: advkit's exit status after Ctrl-C.
 INTERRUPTED = 130
+#: Seconds a stopped command has to end before it is killed (advkit's launcher gives its
+#: workers 60 s to checkpoint).
+STOP_SECONDS = 90
 
 
 @dataclass
@@ -124,13 +127,21 @@ def run_subprocess(argv: list[str], log: Path, timeout: float) -> tuple[int, str
         try:
             return process.wait(timeout=timeout), None
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            return -signal.SIGKILL, f"timed out after {timeout:.0f} s"
+            return _stop(process), f"timed out after {timeout:.0f} s"
         except BaseException:  # Ctrl-C reaches this process alone (the command has its session)
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _stop(process)
             raise
+
+
+def _stop(process: subprocess.Popen) -> int:
+    """SIGTERM, as advkit's launcher wants it (it stops its workers, which run in sessions of
+    their own, and a killed launcher would leave them holding the GPUs), then SIGKILL."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
 
 
 def run_in_process(argv: list[str], log: Path) -> int:
