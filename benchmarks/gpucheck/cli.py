@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gpucheck.bench import bench_checks, summarize, summary_lines
 from gpucheck.features import Features, read_features
@@ -122,25 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = plan(args, profile, features, out / "runs")
     print("\n".join(header(profile, features, out)), flush=True)
     in_process = (args.runner or ("inprocess" if args.cpu_smoke else "subprocess")) == "inprocess"
-    runner = Runner(out / "logs", in_process=in_process, default_timeout=args.timeout)
     started = time.time()
-    results: list[Result] = []
-    interrupted = False
-    try:
-        for index, check in enumerate(checks, 1):
-            results.append(runner.run(check))
-            print(progress_line(index, len(checks), results[-1]), flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
-        print(f"gpu_check: interrupted; {len(checks) - len(results)} checks not run", flush=True)
-    device = torch.cuda.get_device_name(0) if profile.device == "cuda" else "CPU"
-    summary = None
-    if runner.status.get("bench-train") == PASS:
-        wall = next(r.seconds for r in results if r.name == "bench-train")
-        summary = summarize(
-            out / "runs", device, recipe=features.fast_at_recipe, smoke=profile.smoke,
-            wall_seconds=wall,
-        )  # fmt: skip
+    runner = Runner(out / "logs", in_process=in_process, default_timeout=args.timeout)
+    results, interrupted = run_all(runner, checks)
+    summary = benchmark(out / "runs", results, profile, features)
     print("\n" + table(results))
     if failures(results):
         print("\n" + failures(results))
@@ -168,6 +154,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print(f"\nreport: {write_report(out, report)}")
     return INTERRUPTED if interrupted else 1 if failed else 0
+
+
+def run_all(runner: Runner, checks: list[Check]) -> tuple[list[Result], bool]:
+    """The checks' results in order, a line each as it ends; and whether Ctrl-C cut them short."""
+    results: list[Result] = []
+    try:
+        for index, check in enumerate(checks, 1):
+            results.append(runner.run(check))
+            print(progress_line(index, len(checks), results[-1]), flush=True)
+    except KeyboardInterrupt:
+        print(f"gpu_check: interrupted; {len(checks) - len(results)} checks not run", flush=True)
+        return results, True
+    return results, False
+
+
+def benchmark(
+    runs: Path, results: list[Result], profile: Profile, features: Features
+) -> dict[str, Any] | None:
+    """The benchmark's numbers beside the paper's, when its training passed."""
+    train = next((r for r in results if r.name == "bench-train" and r.status == PASS), None)
+    if train is None:
+        return None
+    import torch
+
+    device = torch.cuda.get_device_name(0) if profile.device == "cuda" else "CPU"
+    return summarize(runs, device, recipe=features.fast_at_recipe, smoke=profile.smoke,
+                     wall_seconds=train.seconds)  # fmt: skip
 
 
 def plan(args: argparse.Namespace, profile: Profile, features: Features, runs: Path) -> list[Check]:
