@@ -7,7 +7,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 WHEELS := $(wildcard /opt/wheels)
 PIP_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
 
-.PHONY: demo test lint format setup data bench clean
+.PHONY: demo test lint format setup data bench clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ demo: $(STAMP) data
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest -q
+
+# advkit on a CUDA machine, each feature in seconds, then the fast-AT CIFAR-10 benchmark
+# (benchmarks/gpucheck); without a GPU it says so and exits 0. GPU_CHECK_ARGS=--cpu-smoke runs the
+# same checks on the CPU with tiny shapes; --no-bench, --only PATTERN, --help.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
