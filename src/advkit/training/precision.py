@@ -48,8 +48,10 @@ def check_autocast(device: torch.device, name: str) -> None:
             torch.autocast(device.type, AMP_DTYPES[name])
         except (RuntimeError, ValueError, AssertionError) as error:
             reason = str(error)
-        if reason is None and caught:
-            reason = str(caught[0].message)
+        said = [str(w.message) for w in caught]
+        disabled = [text for text in said if "disabling autocast" in text.lower()]
+        if reason is None and disabled:  # torch warns, then trains in float32
+            reason = disabled[0]
     if reason is not None:
         other = "fp16" if name == "bf16" else "bf16"
         detail = " ".join(reason.split())[:160]
