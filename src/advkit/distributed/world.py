@@ -199,15 +199,17 @@ def worker_device(device: torch.device, world: World) -> torch.device:
 def init_world(device: torch.device, backend: str = "auto") -> World:
     """The world this process runs in, starting the process group if the launcher asked for one.
 
-    A group the caller already started is used as it is. Without ``WORLD_SIZE`` > 1 in the
-    environment, the single-process world (no process group, nothing to pay).
+    A group the caller already started is used as it is (under NCCL, with this rank's GPU made
+    current and a gloo group added beside it: ``World.host_group``). Without ``WORLD_SIZE`` > 1
+    in the environment, the single-process world (no process group, nothing to pay).
     """
     if dist.is_available() and dist.is_initialized():
         world = World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0))
         if dist.get_backend() == "nccl":
             device = worker_device(device, world)
             torch.cuda.set_device(device)  # NCCL's object collectives use the current device
-            world = replace(world, device=str(device), host_group=_host_group(None))
+            timeout = timedelta(seconds=timeout_seconds())
+            world = replace(world, device=str(device), host_group=_host_group(timeout))
         return world
     size = _env_int("WORLD_SIZE", 1)
     if size <= 1:
@@ -230,7 +232,7 @@ def init_world(device: torch.device, backend: str = "auto") -> World:
     return world
 
 
-def _host_group(timeout: timedelta | None) -> Any:
+def _host_group(timeout: timedelta) -> Any:
     """A gloo group of every rank beside an NCCL default group, for the host-side exchanges
     (``World.host_group``); a collective: every rank calls it, once."""
     return dist.new_group(backend="gloo", timeout=timeout)
