@@ -39,10 +39,15 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "augment": (None, "none", "crop-flip"),
     "dist_backend": ("auto", "gloo", "nccl"),
     "data_loading": ("auto", "memory", "stream"),
+    "amp_dtype": (None, "bf16", "fp16"),
 }
 
 #: Optional fields whose unset value is chosen at run time: "auto" reads as unset (None).
 AUTO_FIELDS = frozenset({"data_workers", "eps_warmup_epochs"})
+
+#: Fields newer than some run folders: a run's config.yaml may lack them, and then takes their
+#: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before).
+ADDED_FIELDS = frozenset({"amp_dtype"})
 
 
 @dataclass
@@ -112,6 +117,7 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     amp: bool = False
+    amp_dtype: str | None = None  # bf16 or fp16 (loss-scaled), with amp only; None: bf16
     checkpoint_every: int = 0
     sync_bn: bool = False  # SyncBatchNorm across workers (CUDA only)
     dist_backend: str = "auto"  # torch.distributed backend with several workers: gloo, nccl
@@ -224,6 +230,11 @@ class TrainConfig:
                     f"--lalr-clip C_L C_U bounds the weight norm and needs 0 <= C_L <= C_U, got "
                     f"{shown_value(low)} {shown_value(high)} (DAT's: 0 10)"
                 )
+        if self.amp_dtype is not None and not self.amp:
+            raise ConfigError(
+                f"--amp-dtype {self.amp_dtype} sets the dtype --amp autocasts to: add --amp, or "
+                "drop --amp-dtype (training is float32 without --amp)"
+            )
         check_options(self.grad_compression, powersgd_rank=self.powersgd_rank,
                       error_feedback=self.error_feedback)  # fmt: skip
 
@@ -274,12 +285,13 @@ def load_config(
     ``advkit/recipes``), then ``overrides``; validated.
 
     ``complete``: the file is a run folder's resolved config, which sets every field; a missing
-    key means it was cut short (its defaults would silently change the run), a ConfigError."""
+    key means it was cut short (its defaults would silently change the run), a ConfigError, but
+    for ``ADDED_FIELDS``, which older runs did not write."""
     values: dict[str, Any] = {}
     if path is not None:
         path = _config_file(path)
         values.update(read_config_file(path))
-        lost = [f.name for f in fields(TrainConfig) if f.name not in values]
+        lost = [f.name for f in fields(TrainConfig) if f.name not in values.keys() | ADDED_FIELDS]
         if complete and lost:
             from advkit.runs import repair_hint
 

@@ -32,7 +32,8 @@ _RUN_DEFINES = {
     "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
     "attack_train_mode clean_weight",
     "optimization": "batch_size optimizer lr lr_scaling base_batch_size lalr_base lalr_clip "
-    "lalr_exclude_1d momentum nesterov weight_decay schedule warmup_epochs grad_clip ema_decay amp",
+    "lalr_exclude_1d momentum nesterov weight_decay schedule warmup_epochs grad_clip ema_decay "
+    "amp amp_dtype",
     "gradient exchange": "grad_compression powersgd_rank error_feedback",
     "seed": "seed",
     "validation and guard": "val_examples val_steps select co_guard co_drop co_check_every "

@@ -1,6 +1,9 @@
-"""Device names from the command line or a config, checked against this machine."""
+"""Device names from the command line or a config, checked against this machine, and the
+backend settings a run on a device records."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -32,3 +35,26 @@ def resolve_device(name: str) -> torch.device:
             f"use one of them or {_CHOICES}"
         )
     return device
+
+
+def backend_flags(device: torch.device) -> dict[str, Any]:
+    """The settings that change a device's numbers or speed, for the run metadata: cuDNN's
+    ``benchmark`` (autotuned, possibly nondeterministic algorithms), ``deterministic`` and
+    ``allow_tf32`` (TF32 convolutions), TF32 matrix products, deterministic algorithms; on CUDA
+    also the GPU's name and the CUDA and cuDNN versions. Read, never changed."""
+    cudnn = torch.backends.cudnn
+    flags: dict[str, Any] = {
+        "cudnn_benchmark": bool(cudnn.benchmark),
+        "cudnn_deterministic": bool(cudnn.deterministic),
+        "cudnn_allow_tf32": bool(cudnn.allow_tf32),
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
+    if device.type == "cuda":
+        flags |= {
+            "device_name": torch.cuda.get_device_name(device),
+            "cuda_version": torch.version.cuda,
+            "cudnn_version": cudnn.version() if cudnn.is_available() else None,
+        }
+    return flags

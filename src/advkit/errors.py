@@ -49,7 +49,7 @@ class InputError(UserError, ValueError):
 
 
 class DeviceError(UserError, ValueError):
-    """A device that does not exist on this machine."""
+    """A device that does not exist on this machine, or cannot do what was asked of it."""
 
 
 class WriteError(UserError, OSError):

@@ -33,7 +33,7 @@ def test_every_fixed_choice_field_is_an_argparse_choice_from_the_same_table():
     for field, registry in train_command.REGISTRIES.items():
         assert actions[field].choices == registry.names(), field
     # The table is the one validate() uses: each value it offers is accepted, others are not.
-    companions = {"lalr_base": {"optimizer": "lalr"}}  # options that need another
+    companions = {"lalr_base": {"optimizer": "lalr"}, "amp_dtype": {"amp": True}}  # need another
     for field, allowed in CHOICES.items():
         for value in allowed:
             TrainConfig(**{field: value, **companions.get(field, {})}).validate()

@@ -133,3 +133,18 @@ def test_a_moved_run_folder_records_its_new_place(run, tmp_path):
     run.rename(moved)
     assert main(["train", "--resume", str(moved), "--quiet"]) == 0
     assert _config(moved)["out"] == str(moved)
+
+
+def test_a_run_written_before_amp_dtype_resumes_and_keeps_its_precision(run, capsys):
+    """Its config.yaml has no amp_dtype key: it loads (as what it ran: float32, or bf16 with
+    --amp), and the precision may not change on resume."""
+    config = _config(run)
+    del config["amp_dtype"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0
+    assert _config(run)["amp_dtype"] is None
+    capsys.readouterr()
+    argv = ["train", "--resume", str(run), "--amp", "--amp-dtype", "fp16", "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--amp-dtype fp16 from its none" in err

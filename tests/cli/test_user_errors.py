@@ -223,6 +223,12 @@ def test_unknown_devices(trained, capsys, tmp_path, device) -> None:
     assert "device" in _one_line_error(capsys, "train")
 
 
+def test_amp_dtype_without_amp_is_one_line(capsys, tmp_path) -> None:
+    assert main(["train", "--out", str(tmp_path / "r"), *TRAIN, "--amp-dtype", "fp16"]) == 2
+    assert "add --amp, or drop --amp-dtype" in _one_line_error(capsys, "train")
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "argv",
     [["--n-examples", "abc"], ["--batch-size", "1.5"], ["--seed", "x"], ["--suite", "nope"]],

@@ -201,8 +201,8 @@ def _correct(model: nn.Module, inputs: Tensor, labels: Tensor) -> Tensor:
 
 
 def _check_budget(name: str, adv_inputs: Tensor, inputs: Tensor, eps: float, norm: str) -> None:
-    size = get_threat(norm).norm(adv_inputs - inputs).max().item()
-    low, high = adv_inputs.min().item(), adv_inputs.max().item()
+    largest = get_threat(norm).norm(adv_inputs - inputs).max()
+    size, low, high = torch.stack([largest, adv_inputs.min(), adv_inputs.max()]).tolist()  # 1 sync
     if size > eps + 1e-5 or low < 0.0 or high > 1.0:
         raise ValueError(
             f"stage {name!r} left the threat model: {norm} size {size:.6g} for eps {eps:.6g}, "

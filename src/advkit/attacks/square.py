@@ -7,6 +7,7 @@ with shape (N, C, H, W); ``eps`` is in pixel units.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -241,9 +242,12 @@ def _odd_window_size(query: int, queries: int, p_init: float, height: int, width
     return size if size <= limit else limit - 1 + limit % 2
 
 
+@functools.lru_cache(maxsize=64)
 def _rings(rows: int, cols: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Concentric rectangles around the centre, the k-th ring adding 1 / (k + 1)^2: a cheap,
-    peaked stand-in for a Gaussian bump; unit L2 norm."""
+    peaked stand-in for a Gaussian bump; unit L2 norm. Cached: each query of the L2 attack asks
+    for one of a few sizes, and building it is one small kernel per ring (callers never write
+    into it)."""
     pattern = torch.zeros(rows, cols, device=device, dtype=dtype)
     centre_row, centre_col = rows // 2, cols // 2
     for k in range(max(centre_row, centre_col) + 1):

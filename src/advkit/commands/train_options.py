@@ -196,9 +196,15 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"bool": True},
     ),
     "amp": (
-        "autocast the training steps to bfloat16 (for GPUs; attack and training losses "
-        "stay float32)",
+        "autocast the training steps (attacks and weight update) to --amp-dtype, for GPUs; "
+        "attack and training losses stay float32, validation and evaluation run in float32",
         {"bool": True},
+    ),
+    "amp_dtype": (
+        "with --amp: bf16 (bfloat16), or fp16 (float16 with dynamic loss scaling of the weight "
+        "update and of the attacks' input gradients; the scale is checkpointed); refused "
+        "without --amp, and where torch cannot autocast the device to it",
+        {"default": "bf16"},
     ),
     "checkpoint_every": ("also checkpoint every N batches (0: once per epoch)", {}),
     "sync_bn": (

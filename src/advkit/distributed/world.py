@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +42,10 @@ class World:
     local_rank: int = 0
     #: where the collectives' own small tensors live: the GPU under NCCL, else the CPU.
     device: str = "cpu"
+    #: the group of the host-side exchanges (a stop flag each step, numbers, pickled objects,
+    #: barriers): under NCCL a gloo group beside it, so that they never wait for the GPU's
+    #: queued work (an NCCL all-reduce read back with ``.item()`` does); None: the default group.
+    host_group: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_writer(self) -> bool:
@@ -103,7 +107,7 @@ class World:
         if self.size == 1:
             return [obj]
         parts: list[Any] = [None] * self.size if self.is_writer else []
-        dist.gather_object(obj, parts if self.is_writer else None, dst=0)
+        dist.gather_object(obj, parts if self.is_writer else None, dst=0, group=self.host_group)
         return parts if self.is_writer else None
 
     def broadcast_object(self, obj: Any) -> Any:
@@ -111,11 +115,12 @@ class World:
         if self.size == 1:
             return obj
         box = [obj]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=self.host_group)
         return box[0]
 
     def agree(self, flag: bool) -> bool:
-        """True on every rank if ``flag`` is true on any (a stop request seen by one worker)."""
+        """True on every rank if ``flag`` is true on any (a stop request seen by one worker);
+        called each training step, so it goes through the host group (no device sync)."""
         if self.size == 1:
             return flag
         return self.sum_number(float(flag)) > 0
@@ -124,13 +129,14 @@ class World:
         """A Python number summed over the workers."""
         if self.size == 1:
             return value
-        total = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
-        dist.all_reduce(total)
+        device = "cpu" if self.host_group is not None else self.device
+        total = torch.tensor([float(value)], dtype=torch.float64, device=device)
+        dist.all_reduce(total, group=self.host_group)
         return float(total.item())
 
     def barrier(self) -> None:
         if self.size > 1:
-            dist.barrier()
+            dist.barrier(group=self.host_group)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -193,13 +199,17 @@ def worker_device(device: torch.device, world: World) -> torch.device:
 def init_world(device: torch.device, backend: str = "auto") -> World:
     """The world this process runs in, starting the process group if the launcher asked for one.
 
-    A group the caller already started is used as it is. Without ``WORLD_SIZE`` > 1 in the
-    environment, the single-process world (no process group, nothing to pay).
+    A group the caller already started is used as it is (under NCCL, with this rank's GPU made
+    current and a gloo group added beside it: ``World.host_group``). Without ``WORLD_SIZE`` > 1
+    in the environment, the single-process world (no process group, nothing to pay).
     """
     if dist.is_available() and dist.is_initialized():
         world = World(dist.get_rank(), dist.get_world_size(), _env_int("LOCAL_RANK", 0))
         if dist.get_backend() == "nccl":
-            world = replace(world, device=str(worker_device(device, world)))
+            device = worker_device(device, world)
+            torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+            timeout = timedelta(seconds=timeout_seconds())
+            world = replace(world, device=str(device), host_group=_host_group(timeout))
         return world
     size = _env_int("WORLD_SIZE", 1)
     if size <= 1:
@@ -216,8 +226,16 @@ def init_world(device: torch.device, backend: str = "auto") -> World:
         chosen, store=_attempt_store(world, timeout), rank=world.rank, world_size=world.size,
         timeout=timeout,
     )  # fmt: skip
+    if chosen == "nccl":
+        world = replace(world, host_group=_host_group(timeout))
     log.debug("rank %d of %d joined the %s process group", world.rank, world.size, chosen)
     return world
+
+
+def _host_group(timeout: timedelta) -> Any:
+    """A gloo group of every rank beside an NCCL default group, for the host-side exchanges
+    (``World.host_group``); a collective: every rank calls it, once."""
+    return dist.new_group(backend="gloo", timeout=timeout)
 
 
 def _attempt_store(world: World, timeout: timedelta) -> dist.Store:

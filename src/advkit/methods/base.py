@@ -33,7 +33,10 @@ class StepContext:
             through DDP's gradient hooks.
         optimize: ``optimize(loss)`` does zero-grad, backward, clipping, optimizer and LR step.
             It may also backpropagate into tensors that require grad besides the weights (Free-AT
-            reads its perturbation's gradient from the same backward).
+            reads its perturbation's gradient from the same backward). Under ``--amp-dtype
+            fp16`` that backward is loss-scaled: such a gradient comes multiplied by a positive
+            scale (its sign and direction unchanged) and may hold inf or NaN on an update the
+            scaler skips. Attacks' input gradients (``advkit.attacks.gradients``) come unscaled.
         eps: the perturbation radius for this step, in pixel units, after any eps warm-up.
         epoch: 0-based epoch. step: 0-based index of the batch in the whole run.
         noise: the source of the step's random draws (attack starts). The trainer keys it to the

@@ -99,8 +99,10 @@ class FreeTraining(Method):
                     "ctx.optimize(loss) must call loss.backward(): Free-AT reads the "
                     "perturbation's gradient from that backward"
                 )
-            # A loss-scaled (AMP) backward can overflow; a NaN sign would poison delta for good.
-            grad = delta.grad.nan_to_num(nan=0.0)
+            # An fp16 loss-scaled backward can overflow (the update is then skipped): a NaN
+            # sign, or inf / inf in the L2 step, would poison delta for good. The scale itself
+            # changes neither the sign nor the direction.
+            grad = torch.where(delta.grad.isfinite(), delta.grad, 0.0)
             with torch.no_grad():
                 # A new tensor each replay: the old one's .grad is dropped, never accumulated.
                 delta = threat.project(threat.ascent(delta, grad, step_size), inputs, ctx.eps)

@@ -106,7 +106,7 @@ class DataFeed:
         slices = list(plan)
         read = self.reader.read([self.train.indices[part.ids] for part in slices])
         for part, (images, labels) in zip(slices, read, strict=True):
-            part = dataclasses.replace(part, ids=part.ids.to(self.device))
+            part = dataclasses.replace(part, ids=part.ids.to(self.device, non_blocking=True))
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             yield make_batch(part, images, labels, seed=config.seed, augment=augment)

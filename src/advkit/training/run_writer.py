@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from advkit import runs
 from advkit.config import TrainConfig, save_config
+from advkit.devices import backend_flags
 from advkit.errors import WriteError
 from advkit.files import write_text, writing
 from advkit.models.exported import EXPORT_FILE, export_model
@@ -198,6 +199,8 @@ def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
         "health": health_summary(trainer.history),
         "train_seconds": round(trainer.train_seconds, 2),
         "device": str(trainer.device),
+        "precision": trainer.precision.record(),
+        "backends": backend_flags(trainer.device),
         "torch_version": torch.__version__,
     }
 

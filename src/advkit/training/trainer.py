@@ -52,6 +52,7 @@ from advkit.training.guard import CatastrophicOverfittingGuard, GuardKeeper
 from advkit.training.health import RunHealth
 from advkit.training.optim import build_optimizer
 from advkit.training.outcomes import NoGradientError, TrainingInterrupted, TrainResult
+from advkit.training.precision import Precision
 from advkit.training.progress import diverged_line, epoch_bar, epoch_line, showing_run
 from advkit.training.run_setup import as_used, build_model, changes_on_resume, holding
 from advkit.training.run_writer import RunWriter, model_metadata
@@ -97,6 +98,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.writer = RunWriter(self.run_dir, enabled=self.world.is_writer, logs=config.log)
         self.device = worker_device(resolve_device(config.device), self.world)
+        self.precision = Precision(self.config, self.device)  # autocast, fp16 loss scaling
         self.on_step = on_step
         self._stop_requested = False
 
@@ -284,10 +286,11 @@ class Trainer:
                 "its parameters are frozen); remove that so the model can be trained"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * self._loss_scale if self._loss_scale != 1.0 else loss).backward()
+        self.precision.backward(loss * self._loss_scale if self._loss_scale != 1.0 else loss)
         if self.config.grad_clip is not None:
+            self.precision.unscale(self.optimizer)  # clip the true gradients, not scaled ones
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        self.precision.update(self.optimizer)  # fp16: skipped when a gradient overflowed
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
@@ -315,7 +318,7 @@ class Trainer:
                 # DDP averages the workers' mean losses: weighting each by its share of the
                 # global batch makes that the global mean (1.0 for evenly split batches).
                 self._loss_scale = batch.share * self.world.size
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=config.amp):
+                with self.precision.step(len(inputs)):
                     out = self.method.step(inputs, batch.labels, self._context(batch))
                 self.totals.add(out.loss, out.logits, batch.labels, out.metrics)
                 self.batch = batch.index + 1

@@ -41,6 +41,7 @@ def capture(trainer: Trainer) -> dict[str, Any]:
         "ema": t.ema.state_dict() if t.ema is not None else None,
         "guard": t.guard.state_dict(),
         "rng": rng,
+        "scaler": t.precision.state_dict(),  # fp16's loss scale and growth count; {} otherwise
         "epoch": t.epoch,
         "batch": t.batch,
         "global_step": t.global_step,
@@ -66,6 +67,7 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     ranks = state.get("ranks") or [{"method": state["method"], "buffers": {}, "ema_buffers": {}}]
     rank_state.restore(ranks, t.world, t.method, t.model, t.ema, t.comm)
     t.guard.load_state_dict(state["guard"])
+    t.precision.load_state_dict(state.get("scaler") or {})
     t.epoch, t.batch = int(state["epoch"]), int(state["batch"])
     t.global_step = int(state["global_step"])
     t.train_seconds = float(state["train_seconds"])
