@@ -83,14 +83,14 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"default": "auto: a quarter of the passes, at most 5"},
     ),
     "steps": (
-        "attack steps per batch for pgd and trades (count)",
-        {"default": "the method's own: 7 for pgd, 10 for trades"},
+        "attack steps per batch for pgd, trades and smoothadv (count)",
+        {"default": "the method's own: 7 for pgd, 10 for trades and smoothadv"},
     ),
     "step_size": (
         "attack step size in pixel units",
         {
             "default": "the method's own: 2.5*eps/steps for pgd and trades, 1.25*eps for fast, "
-            "eps for free and gradalign"
+            "eps for free and gradalign, 2*eps/steps for smoothadv"
         },
     ),
     "attack_train_mode": ("run the training attack with BatchNorm in train mode", {"bool": True}),
@@ -114,6 +114,29 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "pgd, fast: add this weight times the clean loss to the adversarial loss (DAT's "
         "lambda; 1 in DAT's code, 0 is Madry's)",
         {},
+    ),
+    "sigma": (
+        "gaussian, smoothadv, consistency: standard deviation of the Gaussian noise added to the "
+        "[0,1] images in front of the model's normalization (pixel units, like --eps)",
+        {"default": "0.25"},
+    ),
+    "noise_clip": (
+        "gaussian, smoothadv, consistency: clip the noisy images to [0,1] (the papers' code "
+        "does not)",
+        {"bool": True},
+    ),
+    "num_noise": (
+        "smoothadv, consistency, gaussian: noise copies per image, m, all trained on (count; "
+        "smoothadv's attack holds them fixed)",
+        {"default": "the method's own: 2 for consistency, 1 for the others"},
+    ),
+    "consistency_lambda": (
+        "consistency: weight of the KL(mean || each copy) term (the paper's lambda)",
+        {"default": "10 (the paper's code; its MNIST runs use 20)"},
+    ),
+    "consistency_eta": (
+        "consistency: weight of the entropy of the copies' mean prediction (the paper's eta)",
+        {"default": "0.5"},
     ),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),
