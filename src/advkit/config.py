@@ -46,10 +46,11 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
 AUTO_FIELDS = frozenset({"data_workers", "eps_warmup_epochs"})
 
 #: Fields newer than some run folders: a run's config.yaml may lack them, and then takes their
-#: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before).
-ADDED_FIELDS = frozenset(
-    {"amp_dtype", "sigma", "noise_clip", "num_noise", "consistency_lambda", "consistency_eta"}
-)
+#: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before;
+#: the randomized-smoothing options unset: those runs took none).
+ADDED_FIELDS = frozenset({"amp_dtype", "sigma", "noise_clip", "num_noise", "consistency_lambda",
+                          "consistency_eta", "macer_lambda", "macer_gamma",
+                          "macer_beta", "macer_deferred_epochs"})  # fmt: skip
 
 
 @dataclass
@@ -90,6 +91,10 @@ class TrainConfig:
     num_noise: int | None = None  # m, noise copies per image; None: 1 (2 for consistency)
     consistency_lambda: float | None = None  # consistency: KL weight; None: 10
     consistency_eta: float | None = None  # consistency: entropy weight; None: 0.5
+    macer_lambda: float | None = None  # macer: weight of the radius hinge; None: 12
+    macer_gamma: float | None = None  # macer: the hinge's margin; None: 8
+    macer_beta: float | None = None  # macer: the softmax's inverse temperature; None: 16
+    macer_deferred_epochs: int | None = None  # macer: passes without the hinge; None: 0
     # optimization
     epochs: int = 10
     batch_size: int = 128
@@ -171,10 +176,12 @@ class TrainConfig:
         non_negative = ["eps_warmup_epochs", "grad_align_lambda", "beta", "weight_decay",
                         "warmup_epochs", "momentum", "val_size", "val_examples",
                         "checkpoint_every", "co_check_every", "co_max_rollbacks",
-                        "clean_weight", "consistency_lambda", "consistency_eta"]  # fmt: skip
+                        "clean_weight", "consistency_lambda", "consistency_eta", "macer_lambda",
+                        "macer_gamma", "macer_beta", "macer_deferred_epochs"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
-            if value is None and (name in AUTO_FIELDS or name.startswith("consistency_")):
+            if value is None and (name in AUTO_FIELDS or name.startswith(("consistency_",
+                                                                          "macer_"))):  # fmt: skip
                 continue
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")

@@ -52,6 +52,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "gaussian": {"sigma": 0.25},
     "smoothadv": {"norm": "l2", "eps": 0.5, "steps": 2, "num_noise": 2, "noise_clip": True},
     "consistency": {"num_noise": 2, "optimizer": "lalr", "lr": 0.01},  # with LALR
+    "macer": {"num_noise": 4, "macer_beta": 1.0},  # beta 1: the hinge counts samples early on
 }
 
 

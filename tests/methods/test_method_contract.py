@@ -17,7 +17,7 @@ NAMES = METHODS.names()
 
 def test_the_papers_methods_are_registered() -> None:
     assert {"natural", "pgd", "free", "fast", "gradalign", "trades"} <= set(NAMES)
-    assert {"gaussian", "smoothadv", "consistency"} <= set(NAMES)
+    assert {"gaussian", "smoothadv", "consistency", "macer"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -127,6 +127,8 @@ def test_describe_lists_hyperparameters(name: str) -> None:
         ("smoothadv", {"num_noise": 0}),
         ("consistency", {"num_noise": 1}),
         ("consistency", {"consistency_lambda": -1.0}),
+        ("macer", {"macer_gamma": float("nan")}),
+        ("macer", {"macer_beta": 0.0}),
     ],
 )
 def test_bad_hyperparameters_say_what_to_change(name: str, bad: dict) -> None:
@@ -140,7 +142,7 @@ def test_training_loss_goes_down_on_mnist(name: str, mnist_subset) -> None:
     """40 steps of batch 64 on 512 MNIST digits at eps 0.1: the method's own loss falls."""
     inputs, labels = mnist_subset
     torch.manual_seed(0)
-    method = build(name)
+    method = build(name, **({"macer_deferred_epochs": 1} if name == "macer" else {}))
     trainer = FakeTrainer(tiny_cnn(), lr=0.05)
     losses = []
     for step in range(40):

@@ -1,8 +1,10 @@
-"""Training for randomized smoothing: gaussian, smoothadv, consistency, and SmoothAdv's attack."""
+"""Training for randomized smoothing (gaussian, smoothadv, consistency, macer) and SmoothAdv's
+attack on the smoothed classifier."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -21,16 +23,18 @@ from advkit.config import ConfigError, TrainConfig, load_config, save_config
 from advkit.errors import BudgetError, InputError
 from advkit.methods import METHODS, StepContext
 from advkit.methods.consistency import consistency_terms
+from advkit.methods.macer import MACERTraining
 from advkit.noise import sample_noise
 from advkit.threat import get_threat
 from tests.methods.methods_support import FakeTrainer, Recorder, build, random_batch, tiny_cnn
 
-SMOOTHING = ["gaussian", "smoothadv", "consistency"]
+SMOOTHING = ["gaussian", "smoothadv", "consistency", "macer"]
 #: Small settings per method: the attack in L2, as the paper.
 SETTINGS = {
     "gaussian": {},
     "smoothadv": {"norm": "l2", "steps": 2, "num_noise": 2},
     "consistency": {},
+    "macer": {"num_noise": 4},
 }
 
 
@@ -198,14 +202,57 @@ def test_the_papers_defaults() -> None:
     smoothadv = METHODS.get("smoothadv").from_config(TrainConfig(method="smoothadv", norm="l2"))
     assert (smoothadv.num_noise, smoothadv.steps, smoothadv.noise_clip) == (1, 10, False)
     assert not METHODS.get("gaussian").adversarial and smoothadv.adversarial
+    macer = METHODS.get("macer").from_config(TrainConfig(method="macer"))
+    assert (macer.num_noise, macer.macer_lambda, macer.macer_gamma, macer.macer_beta) == (
+        16, 12.0, 8.0, 16.0,
+    )  # fmt: skip
 
 
 def test_a_run_config_written_before_smoothing_still_loads(tmp_path) -> None:
     path = tmp_path / "config.yaml"
     save_config(TrainConfig(), path)
-    added = ("sigma", "noise_clip", "num_noise", "consistency_lambda", "consistency_eta")
+    added = ("sigma", "noise_clip", "num_noise", "consistency_", "macer_")
     lines = path.read_text().splitlines(True)
     path.write_text("".join(line for line in lines if not line.startswith(added)))
     config = load_config(path, complete=True)
     assert config.sigma is None and config.num_noise is None and not config.noise_clip
     assert math.isclose(load_config(path, {"sigma": "64/255"}).sigma, 64 / 255)
+
+
+def test_macer_hinges_the_certified_radius_of_correct_samples_only() -> None:
+    """Against the paper's formula on hand-made logits: one sample correct with a gap within
+    gamma (counted), one misclassified, one certain (p_B = 0: an infinite gap, skipped)."""
+    macer = MACERTraining(sigma=0.5, num_noise=2, macer_gamma=8.0, macer_beta=1.0)
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [1.0, 0.5, 0.0]],
+                           [[0.0, 3.0, 0.0], [0.0, 2.0, 0.0]],
+                           [[200.0, 0.0, 0.0], [200.0, 0.0, 0.0]]], requires_grad=True)  # fmt: skip
+    labels = torch.tensor([0, 0, 0])
+    hinge = macer.radius_hinge(logits, labels)
+    probs = F.softmax(logits[0].detach(), dim=1).mean(0).double()
+    normal = torch.distributions.Normal(0.0, 1.0)
+    gap = normal.icdf(probs[0]) - normal.icdf(probs.sort(descending=True).values[1])
+    assert hinge.item() == pytest.approx(0.5 / 2 * (8.0 - gap.item()) / 3, rel=1e-5)
+    hinge.backward()
+    assert logits.grad.isfinite().all() and logits.grad[1:].abs().max() == 0
+
+
+def test_macer_defers_its_hinge_for_the_passes_asked() -> None:
+    """In a deferred pass the loss is the smoothed cross-entropy alone, after it the hinge too."""
+    torch.manual_seed(0)
+    model = tiny_cnn().eval()
+    inputs, _ = random_batch(8)
+    with torch.no_grad():  # labels the model mostly gets right: samples in the hinge
+        labels = model(inputs).argmax(1)
+    model.train()
+    for epoch, hinged in ((0, False), (1, True)):
+        torch.manual_seed(0)
+        trainer = FakeTrainer(copy.deepcopy(model))
+        ctx = dataclasses.replace(trainer.context(eps=0.1), epoch=epoch)
+        method = build("macer", num_noise=4, macer_beta=1.0, macer_deferred_epochs=1)
+        out = method.step(inputs, labels, ctx)
+        classification, robustness = (out.metrics[k] for k in
+                                      ("macer_classification", "macer_robustness"))  # fmt: skip
+        torch.testing.assert_close(classification, F.nll_loss(out.logits, labels))
+        assert robustness > 0
+        expected = classification + (12.0 * robustness if hinged else 0.0)
+        torch.testing.assert_close(out.loss, expected)

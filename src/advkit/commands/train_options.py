@@ -116,19 +116,19 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {},
     ),
     "sigma": (
-        "gaussian, smoothadv, consistency: standard deviation of the Gaussian noise added to the "
-        "[0,1] images in front of the model's normalization (pixel units, like --eps)",
+        "gaussian, smoothadv, consistency, macer: standard deviation of the Gaussian noise added "
+        "to the [0,1] images in front of the model's normalization (pixel units, like --eps)",
         {"default": "0.25"},
     ),
     "noise_clip": (
-        "gaussian, smoothadv, consistency: clip the noisy images to [0,1] (the papers' code "
+        "gaussian, smoothadv, consistency, macer: clip the noisy images to [0,1] (the papers' code "
         "does not)",
         {"bool": True},
     ),
     "num_noise": (
-        "smoothadv, consistency, gaussian: noise copies per image, m, all trained on (count; "
-        "smoothadv's attack holds them fixed)",
-        {"default": "the method's own: 2 for consistency, 1 for the others"},
+        "gaussian, smoothadv, consistency, macer: noise copies per image, m, all trained on "
+        "(count; smoothadv's attack holds them fixed)",
+        {"default": "the method's own: 2 for consistency, 16 for macer, 1 for the others"},
     ),
     "consistency_lambda": (
         "consistency: weight of the KL(mean || each copy) term (the paper's lambda)",
@@ -137,6 +137,20 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "consistency_eta": (
         "consistency: weight of the entropy of the copies' mean prediction (the paper's eta)",
         {"default": "0.5"},
+    ),
+    "macer_lambda": (
+        "macer: weight of the hinge on the certified radius (the paper's lambda)",
+        {"default": "12 (the paper's code; 4 in its CIFAR-10 runs at sigma 1)"},
+    ),
+    "macer_gamma": ("macer: the hinge's margin (the paper's gamma)", {"default": "8"}),
+    "macer_beta": (
+        "macer: inverse temperature of the softmax in the radius term (the paper's beta)",
+        {"default": "16"},
+    ),
+    "macer_deferred_epochs": (
+        "macer: passes over the data trained without the radius hinge first (from random "
+        "weights at a high learning rate the hinge alone can stop all learning)",
+        {"default": "0, the paper's code (Jeong & Shin defer it a third of the run)"},
     ),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),

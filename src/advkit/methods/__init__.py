@@ -6,6 +6,7 @@ from advkit.methods import (  # noqa: F401  (registration)
     free,
     gaussian,
     gradalign,
+    macer,
     natural,
     pgd,
     smoothadv,

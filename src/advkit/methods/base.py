@@ -26,7 +26,8 @@ METHODS: Registry[type[Method]] = Registry("training method")
 #: does not take them, they are refused rather than ignored.
 SOME_METHODS_OPTIONS: dict[str, Any] = {
     "sigma": None, "noise_clip": False, "num_noise": None, "consistency_lambda": None,
-    "consistency_eta": None,
+    "consistency_eta": None, "macer_lambda": None, "macer_gamma": None, "macer_beta": None,
+    "macer_deferred_epochs": None,
 }  # fmt: skip
 
 
