@@ -15,9 +15,8 @@ learning rate the hinge can win: it is minimized by classifying nothing correctl
 MNIST, lr 0.05: the cross-entropy stays at ln 10). ``macer_deferred_epochs`` N leaves the hinge
 out of the first N passes, as Jeong & Shin's MNIST runs of MACER do (``--deferred``: until the
 first learning-rate drop, a third of the run); 0, the paper's code, never defers. The masks are
-multiplications,
-never indexing, so the step never waits on the host. ``sigma`` in [0, 1] pixel units, the noisy
-images unclipped unless ``noise_clip``.
+multiplications, never indexing, so the step never waits on the host. ``sigma`` in [0, 1] pixel
+units, the noisy images unclipped unless ``noise_clip``.
 """
 
 from __future__ import annotations
