@@ -256,3 +256,27 @@ def test_macer_defers_its_hinge_for_the_passes_asked() -> None:
         assert robustness > 0
         expected = classification + (12.0 * robustness if hinged else 0.0)
         torch.testing.assert_close(out.loss, expected)
+
+
+@pytest.mark.parametrize("norm, eps", [("l2", 0.5), ("linf", 0.1)])
+def test_smoothadv_trains_on_its_attacked_images_plus_the_keyed_noise(norm: str, eps: float):
+    """Every batch the model sees, less the step's own keyed noise (the same first draw), is an
+    image within eps of the clean one and inside [0, 1]: the attack's and the update's."""
+    model = Recorder(tiny_cnn())
+    trainer = FakeTrainer(model)
+    inputs, labels = random_batch(8)
+    keys = np.arange(8) + 5
+    method = build("smoothadv", norm=norm, steps=3, num_noise=3)
+    ctx = dataclasses.replace(trainer.context(eps=eps), noise=sample_noise(0, 1, keys, 2))
+    method.step(inputs, labels, ctx)
+    noise = gaussian_noise(inputs, 0.25, 3, sample_noise(0, 1, keys, 2))
+    assert len(model.inputs) == 3 + 1  # T attack steps, then the weight update
+    for seen in model.inputs:
+        images = seen.unflatten(0, (8, 3)) - noise
+        delta = images - inputs.unsqueeze(1)
+        assert images.min() >= -1e-6 and images.max() <= 1 + 1e-6
+        for copy_ in (1, 2):  # one perturbation under every noise (up to float rounding)
+            torch.testing.assert_close(delta[:, copy_], delta[:, 0], rtol=0, atol=1e-6)
+        size = get_threat(norm).norm(delta[:, 0])
+        assert size.max() <= eps * (1 + 1e-5) + 1e-6
+    assert size.min() > 0.5 * eps  # the update's images were attacked
