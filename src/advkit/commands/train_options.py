@@ -148,8 +148,8 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"default": "16"},
     ),
     "macer_deferred_epochs": (
-        "macer: passes over the data trained without the radius hinge first (from random "
-        "weights at a high learning rate the hinge alone can stop all learning)",
+        "macer: passes over the data trained without the radius hinge first (at a high "
+        "learning rate the hinge can stop all learning: MACER trains at --lr 0.01)",
         {"default": "0, the paper's code (Jeong & Shin defer it a third of the run)"},
     ),
     "epochs": ("passes over the training data (count)", {}),
