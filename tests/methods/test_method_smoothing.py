@@ -280,3 +280,22 @@ def test_smoothadv_trains_on_its_attacked_images_plus_the_keyed_noise(norm: str,
         size = get_threat(norm).norm(delta[:, 0])
         assert size.max() <= eps * (1 + 1e-5) + 1e-6
     assert size.min() > 0.5 * eps  # the update's images were attacked
+
+
+def test_a_smoothing_run_records_its_noise_and_selects_by_clean_accuracy(fashion_small, tmp_path):
+    """Through the trainer: model.json names sigma and the clip choice; without an attack the
+    best epoch is the one of best clean validation accuracy (as natural training's)."""
+    from advkit import runs
+    from advkit.training import train
+
+    config = TrainConfig(
+        dataset="fashion-mnist", model="cnn-small", method="gaussian", sigma=0.5,
+        noise_clip=True, epochs=2, batch_size=128, lr=0.05, val_examples=64, val_steps=1,
+        quiet=True, seed=1,
+    )  # fmt: skip
+    result = train(config, tmp_path, data=fashion_small)
+    method = runs.load_metadata(tmp_path)["method"]
+    assert method["name"] == "gaussian" and method["sigma"] == 0.5
+    assert method["noise_clip"] is True and method["num_noise"] == 1
+    best = max(range(2), key=lambda i: (result.history[i]["val_clean"], -i))
+    assert result.selected_epoch == best + 1
