@@ -1,26 +1,25 @@
 """MACER (Zhai et al., "MACER: Attack-free and Scalable Robust Training via Maximizing Certified
-Radius", ICLR 2020, arXiv:2001.02378): training that maximizes the smoothed classifier's
-certified radius, without an attack.
+Radius", ICLR 2020, arXiv:2001.02378): training that maximizes the smoothed classifier's certified
+radius, without an attack.
 
 Each batch: ``num_noise`` (k, default 16) noisy copies of every image, noise N(0, sigma^2 I), in
-one forward. The loss is the cross-entropy of the soft smoothed classifier, -log(mean_i
-softmax(f(x + n_i)))_y (1e-10 added inside the log, as the paper's code), plus ``macer_lambda``
-times the hinge on the certified radius of the samples it classifies correctly: with p the mean
-of softmax(``macer_beta`` * logits) over the copies, p_A its top and p_B its second
-probability, sigma / 2 * max(0, ``macer_gamma`` - (Phi^-1(p_A) - Phi^-1(p_B))), counted for the
-samples whose top class is the label and whose gap is finite and within gamma (the paper's
-code); every term divided by the batch size. Defaults are the paper's code's: k 16, lambda 12,
-gamma 8, beta 16 (its CIFAR-10 runs at sigma 1.0 use lambda 4), and it trains at lr 0.01:
-higher, the hinge's gradients (Phi^-1 steepens as p_A nears 1, times lambda 12) make training
-diverge (measured on MNIST, a CNN of 2 convolutions, batches of 64, SGD momentum 0.9, k 4: at
-lr 0.05 the hinge, once on, drives the cross-entropy to 20 and accuracy to chance within 100
-steps; at lr 0.01 the same run learns, 72% training accuracy after 160 steps with the hinge on
-from the first): give ``--lr 0.01`` (advkit's default is 0.1).
-``macer_deferred_epochs`` N leaves the hinge out of the first N passes, as Jeong & Shin's MNIST
-runs of MACER do (``--deferred``: until the first learning-rate drop, a third of the run); 0,
-the paper's code, never defers. The masks are
-multiplications, never indexing, so the step never waits on the host. ``sigma`` in [0, 1] pixel
-units, the noisy images unclipped unless ``noise_clip``.
+one forward. The loss is the cross-entropy of the soft smoothed classifier, -log(mean_i softmax(f(x
++ n_i)))_y (1e-10 added inside the log, as the paper's code), plus ``macer_lambda`` times the hinge
+on the certified radius of the samples it classifies correctly: with p the mean of
+softmax(``macer_beta`` * logits) over the copies, p_A its top and p_B its second probability, sigma
+/ 2 * max(0, ``macer_gamma`` - (Phi^-1(p_A) - Phi^-1(p_B))), counted for the samples whose top
+class is the label and whose gap is finite and within gamma (the paper's code); every term divided
+by the batch size. Defaults are the paper's code's: k 16, lambda 12, gamma 8, beta 16 (Jeong &
+Shin's MNIST runs of MACER: lambda 16, 6 at sigma 1.0), lr 0.01: higher, the hinge's gradients
+(Phi^-1 steepens as p_A nears 1, times lambda 12) make training diverge (measured on MNIST, a CNN
+of 2 convolutions, batches of 64, SGD momentum 0.9, k 4: at lr 0.05 the hinge, once on, drives the
+cross-entropy to 20 and accuracy to chance within 100 steps; at lr 0.01 the same run learns, 72%
+training accuracy after 160 steps with the hinge on from the first): give ``--lr 0.01`` (advkit's
+default is 0.1). ``macer_deferred_epochs`` N leaves the hinge out of the first N passes, as Jeong &
+Shin's MNIST runs of MACER do (``--deferred``: until the first learning-rate drop, a third of the
+run); 0, the paper's code, never defers. The masks are multiplications, never indexing, so the step
+never waits on the host. ``sigma`` in [0, 1] pixel units, the noisy images unclipped unless
+``noise_clip``.
 """
 
 from __future__ import annotations
