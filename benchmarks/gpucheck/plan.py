@@ -14,7 +14,10 @@ from gpucheck.profile import Profile
 from gpucheck.runner import Check
 
 #: Options that keep a method's step short (attack steps, replays); other methods take none.
-METHOD_ARGS = {"pgd": ["--steps", "2"], "trades": ["--steps", "2"], "free": ["--replays", "2"]}
+METHOD_ARGS = {
+    "pgd": ["--steps", "2"], "trades": ["--steps", "2"], "free": ["--replays", "2"],
+    "smoothadv": ["--steps", "2", "--num-noise", "2", "--norm", "l2", "--eps", "0.5"],
+}  # fmt: skip
 #: The method of the single-feature checks and of the run that evaluation and analyses read.
 MAIN_METHOD = "pgd"
 

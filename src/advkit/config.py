@@ -46,8 +46,11 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
 AUTO_FIELDS = frozenset({"data_workers", "eps_warmup_epochs"})
 
 #: Fields newer than some run folders: a run's config.yaml may lack them, and then takes their
-#: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before).
-ADDED_FIELDS = frozenset({"amp_dtype"})
+#: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before;
+#: the randomized-smoothing options unset: those runs took none).
+ADDED_FIELDS = frozenset({"amp_dtype", "sigma", "noise_clip", "num_noise", "consistency_lambda",
+                          "consistency_eta", "macer_lambda", "macer_gamma",
+                          "macer_beta", "macer_deferred_epochs"})  # fmt: skip
 
 
 @dataclass
@@ -82,6 +85,16 @@ class TrainConfig:
     beta: float = 6.0
     label_smoothing: float = 0.0
     clean_weight: float = 0.0  # pgd, fast: + clean_weight * loss(clean), DAT's lambda
+    # randomized smoothing (gaussian, smoothadv, consistency); None: the method's own
+    sigma: float | None = None  # noise std in pixel units; None: 0.25
+    noise_clip: bool = False  # clip the noisy images to [0, 1]
+    num_noise: int | None = None  # m, noise copies per image; None: 1 (2 for consistency)
+    consistency_lambda: float | None = None  # consistency: KL weight; None: 10
+    consistency_eta: float | None = None  # consistency: entropy weight; None: 0.5
+    macer_lambda: float | None = None  # macer: weight of the radius hinge; None: 12
+    macer_gamma: float | None = None  # macer: the hinge's margin; None: 8
+    macer_beta: float | None = None  # macer: the softmax's inverse temperature; None: 16
+    macer_deferred_epochs: int | None = None  # macer: passes without the hinge; None: 0
     # optimization
     epochs: int = 10
     batch_size: int = 128
@@ -156,17 +169,19 @@ class TrainConfig:
         (:meth:`check_budgets`)."""
         self._coerce()
         positive_ints = ["steps", "replays", "epochs", "batch_size", "val_steps",
-                         "base_batch_size", "powersgd_rank"]  # fmt: skip
+                         "base_batch_size", "powersgd_rank", "num_noise"]  # fmt: skip
         for name in positive_ints:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         non_negative = ["eps_warmup_epochs", "grad_align_lambda", "beta", "weight_decay",
                         "warmup_epochs", "momentum", "val_size", "val_examples",
                         "checkpoint_every", "co_check_every", "co_max_rollbacks",
-                        "clean_weight"]  # fmt: skip
+                        "clean_weight", "consistency_lambda", "consistency_eta", "macer_lambda",
+                        "macer_gamma", "macer_beta", "macer_deferred_epochs"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
-            if value is None and name in AUTO_FIELDS:
+            if value is None and (name in AUTO_FIELDS or name.startswith(("consistency_",
+                                                                          "macer_"))):  # fmt: skip
                 continue
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
@@ -249,6 +264,10 @@ class TrainConfig:
                 check_budget(
                     self.step_size, self.norm, input_shape, name="step_size", allow_zero=False
                 )
+            if self.sigma is not None:
+                from advkit.attacks.smoothing import check_sigma
+
+                check_sigma(self.sigma, name="sigma")
         except BudgetError as error:
             raise ConfigError(str(error)) from None
 

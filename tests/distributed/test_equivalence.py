@@ -48,6 +48,11 @@ METHODS: dict[str, dict[str, Any]] = {
         "lalr_exclude_1d": True,
         "lr": 0.01,
     },
+    # Randomized smoothing: the noise copies are keyed per sample like every other draw.
+    "gaussian": {"sigma": 0.25},
+    "smoothadv": {"norm": "l2", "eps": 0.5, "steps": 2, "num_noise": 2, "noise_clip": True},
+    "consistency": {"num_noise": 2, "optimizer": "lalr", "lr": 0.01},  # with LALR
+    "macer": {"num_noise": 4, "macer_beta": 1.0},  # beta 1: the hinge counts samples early on
 }
 
 
@@ -93,6 +98,24 @@ def train_all(world: World, run_root: str) -> dict[str, Any]:
     straight = Trainer(config("free", epochs=2), data=data, world=world)
     straight.fit()
     results["straight"] = straight.model.state_dict()
+    # SmoothAdv, stopped on one rank after step 3 and resumed: its noise and attack come back.
+    smooth = dict(epochs=2, **METHODS["smoothadv"])
+    stopper = Trainer(
+        config("smoothadv", **smooth), Path(run_root) / f"smoothadv-run-{world.size}", data=data,
+        world=world, on_step=lambda t, step: t.request_stop() if step == 3 and world.rank == 0
+        else None,
+    )  # fmt: skip
+    with contextlib.suppress(TrainingInterrupted):
+        stopper.fit()
+    resumed = Trainer(config("smoothadv", **smooth), Path(run_root) / f"smoothadv-run-{world.size}",
+                      data=data, world=world)  # fmt: skip
+    resumed.resume()
+    resumed.fit()
+    straight = Trainer(config("smoothadv", **smooth), data=data, world=world)
+    straight.fit()
+    results["smooth_resumed"], results["smooth_straight"] = (
+        resumed.model.state_dict(), straight.model.state_dict(),
+    )  # fmt: skip
     # A checkpoint left at step 3 for the test to resume on another number of workers.
     left = Trainer(
         config("free", epochs=2), Path(run_root) / f"free-left-{world.size}", data=data,
@@ -108,6 +131,11 @@ def train_all(world: World, run_root: str) -> dict[str, Any]:
     results["bn_buffers"] = {k: v for k, v in bn.model.state_dict().items() if "running" in k}
     if world.size > 1:
         results["compressed"] = compressed_runs(world, data, Path(run_root))
+        # A smoothing method over compressed gradients (int8, error feedback).
+        case = config("gaussian", grad_compression="int8", error_feedback=True)
+        results["smooth_compressed"] = (
+            Trainer(case, data=data, world=world).fit().model.state_dict()
+        )
     results["root"] = run_root
     return results
 
@@ -193,6 +221,21 @@ def test_a_stop_on_one_rank_checkpoints_all_and_resumes_exactly(runs):
         assert rank["stopped"]
         for name, value in rank["straight"].items():
             assert torch.equal(value, rank["resumed"][name]), name
+
+
+def test_a_smoothing_run_stopped_on_one_rank_resumes_exactly(runs):
+    single, workers = runs
+    for result in (single, *workers):
+        for name, value in result["smooth_straight"].items():
+            assert torch.equal(value, result["smooth_resumed"][name]), name
+
+
+def test_a_smoothing_method_trains_over_compressed_gradients(runs):
+    single, (rank0, rank1) = runs
+    for name, value in rank0["smooth_compressed"].items():
+        assert torch.equal(value, rank1["smooth_compressed"][name]), name
+        moved = (single["gaussian"]["weights"][name] - single["gaussian"]["initial"][name]).norm()
+        assert (value - single["gaussian"]["weights"][name]).norm() <= 0.1 * moved + 1e-6, name
 
 
 def test_the_library_train_joins_a_process_group_its_caller_started(runs):

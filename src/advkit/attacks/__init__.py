@@ -11,6 +11,7 @@ from advkit.attacks.apgd import apgd, apgd_targeted
 from advkit.attacks.autoattack import AttackStage, CascadeResult, cascade, standard_stages
 from advkit.attacks.losses import LOSSES
 from advkit.attacks.pgd import fgsm, pgd, pgd_delta
+from advkit.attacks.smoothing import smoothed_pgd
 from advkit.attacks.square import square
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "pgd",
     "pgd_delta",
     "public_attack",
+    "smoothed_pgd",
     "square",
     "standard_stages",
 ]

@@ -83,14 +83,14 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         {"default": "auto: a quarter of the passes, at most 5"},
     ),
     "steps": (
-        "attack steps per batch for pgd and trades (count)",
-        {"default": "the method's own: 7 for pgd, 10 for trades"},
+        "attack steps per batch for pgd, trades and smoothadv (count)",
+        {"default": "the method's own: 7 for pgd, 10 for trades and smoothadv"},
     ),
     "step_size": (
         "attack step size in pixel units",
         {
             "default": "the method's own: 2.5*eps/steps for pgd and trades, 1.25*eps for fast, "
-            "eps for free and gradalign"
+            "eps for free and gradalign, 2*eps/steps for smoothadv"
         },
     ),
     "attack_train_mode": ("run the training attack with BatchNorm in train mode", {"bool": True}),
@@ -114,6 +114,43 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "pgd, fast: add this weight times the clean loss to the adversarial loss (DAT's "
         "lambda; 1 in DAT's code, 0 is Madry's)",
         {},
+    ),
+    "sigma": (
+        "gaussian, smoothadv, consistency, macer: standard deviation of the Gaussian noise added "
+        "to the [0,1] images in front of the model's normalization (pixel units, like --eps)",
+        {"default": "0.25"},
+    ),
+    "noise_clip": (
+        "gaussian, smoothadv, consistency, macer: clip the noisy images to [0,1] (the papers' code "
+        "does not)",
+        {"bool": True},
+    ),
+    "num_noise": (
+        "gaussian, smoothadv, consistency, macer: noise copies per image, m, all trained on "
+        "(count; smoothadv's attack holds them fixed)",
+        {"default": "the method's own: 2 for consistency, 16 for macer, 1 for the others"},
+    ),
+    "consistency_lambda": (
+        "consistency: weight of the KL(mean || each copy) term (the paper's lambda)",
+        {"default": "10 (the paper's code; its MNIST runs use 20)"},
+    ),
+    "consistency_eta": (
+        "consistency: weight of the entropy of the copies' mean prediction (the paper's eta)",
+        {"default": "0.5"},
+    ),
+    "macer_lambda": (
+        "macer: weight of the hinge on the certified radius (the paper's lambda)",
+        {"default": "12 (the paper's code; Jeong & Shin's MNIST runs: 16, 6 at sigma 1)"},
+    ),
+    "macer_gamma": ("macer: the hinge's margin (the paper's gamma)", {"default": "8"}),
+    "macer_beta": (
+        "macer: inverse temperature of the softmax in the radius term (the paper's beta)",
+        {"default": "16"},
+    ),
+    "macer_deferred_epochs": (
+        "macer: passes over the data trained without the radius hinge first (at a high "
+        "learning rate the hinge can stop all learning: MACER trains at --lr 0.01)",
+        {"default": "0, the paper's code (Jeong & Shin defer it a third of the run)"},
     ),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),

@@ -1,6 +1,17 @@
 """Training methods, one file each, all on the contract of ``advkit.methods.base``."""
 
-from advkit.methods import fast, free, gradalign, natural, pgd, trades  # noqa: F401  (registration)
+from advkit.methods import (  # noqa: F401  (registration)
+    consistency,
+    fast,
+    free,
+    gaussian,
+    gradalign,
+    macer,
+    natural,
+    pgd,
+    smoothadv,
+    trades,
+)
 from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 
 __all__ = ["METHODS", "Method", "StepContext", "StepOutput"]

@@ -22,6 +22,26 @@ from advkit.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("training method")
 
+#: Config options that only some methods take, with their unset values: given to a method that
+#: does not take them, they are refused rather than ignored.
+SOME_METHODS_OPTIONS: dict[str, Any] = {
+    "sigma": None, "noise_clip": False, "num_noise": None, "consistency_lambda": None,
+    "consistency_eta": None, "macer_lambda": None, "macer_gamma": None, "macer_beta": None,
+    "macer_deferred_epochs": None,
+}  # fmt: skip
+
+
+def _not_taken(name: str, config: Any) -> str:
+    """The one-line refusal of option ``name`` given to a method that does not take it."""
+    from advkit.config_values import flag_name
+
+    takers = [n for n in METHODS.names() if name in METHODS.get(n).config_kwargs(config)]
+    said = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 1 else takers)
+    return (
+        f"{flag_name(name)} is an option of {said} training; method "
+        f"{config.method} does not take it: drop it"
+    )
+
 
 @dataclass
 class StepContext:
@@ -74,8 +94,13 @@ class Method(ABC):
 
     #: how many times ``step`` calls ``ctx.optimize`` per batch (sizes the LR schedule).
     updates_per_batch: int = 1
-    #: whether the method perturbs inputs at all (False only for natural training).
+    #: whether the method attacks its inputs (False for natural training and for the
+    #: randomized-smoothing methods without an attack): the best epoch is then chosen by clean
+    #: validation accuracy instead of PGD accuracy.
     adversarial: bool = True
+    #: whether the model also sees Gaussian noise on its inputs (randomized-smoothing training):
+    #: those inputs leave the eps-ball and, unless clipped, the [0, 1] box.
+    input_noise: bool = False
 
     def __init__(self, *, norm: str = "linf", label_smoothing: float = 0.0) -> None:
         self.norm = norm
@@ -91,14 +116,17 @@ class Method(ABC):
     def from_config(cls, config: Any) -> Method:
         """Build the method from a training config (see ``advkit.config.TrainConfig``). A config
         value of None (e.g. ``steps``, ``step_size``) leaves the method's own default."""
+        from advkit.config import ConfigError
+
         kwargs = cls.config_kwargs(config)
         if getattr(config, "clean_weight", 0) and "clean_weight" not in kwargs:
-            from advkit.config import ConfigError
-
             raise ConfigError(
                 f"--clean-weight adds a clean loss to pgd and fast training; method "
                 f"{config.method} does not take it (trades weighs its terms with --beta): drop it"
             )
+        for name, unset in SOME_METHODS_OPTIONS.items():
+            if getattr(config, name, unset) != unset and name not in kwargs:
+                raise ConfigError(_not_taken(name, config))
         return cls(**{name: value for name, value in kwargs.items() if value is not None})
 
     @classmethod
