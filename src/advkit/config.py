@@ -47,7 +47,7 @@ AUTO_FIELDS = frozenset({"data_workers", "eps_warmup_epochs"})
 
 #: Fields newer than some run folders: a run's config.yaml may lack them, and then takes their
 #: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before).
-ADDED_FIELDS = frozenset({"amp_dtype"})
+ADDED_FIELDS = frozenset({"amp_dtype", "eps_hold_epochs", "kappa"})
 
 
 @dataclass
@@ -82,6 +82,9 @@ class TrainConfig:
     beta: float = 6.0
     label_smoothing: float = 0.0
     clean_weight: float = 0.0  # pgd, fast: + clean_weight * loss(clean), DAT's lambda
+    # interval bound propagation (Gowal et al. 2018)
+    eps_hold_epochs: float = 0.0  # passes at eps 0 before the eps ramp starts (IBP's warm-up)
+    kappa: float = 0.5  # ibp: the clean loss's weight once eps is full (from 1 over the ramp)
     # optimization
     epochs: int = 10
     batch_size: int = 128
@@ -163,7 +166,7 @@ class TrainConfig:
         non_negative = ["eps_warmup_epochs", "grad_align_lambda", "beta", "weight_decay",
                         "warmup_epochs", "momentum", "val_size", "val_examples",
                         "checkpoint_every", "co_check_every", "co_max_rollbacks",
-                        "clean_weight"]  # fmt: skip
+                        "clean_weight", "eps_hold_epochs"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
             if value is None and name in AUTO_FIELDS:
@@ -178,6 +181,10 @@ class TrainConfig:
             raise ConfigError(f"data_workers must be >= 0 processes, got {self.data_workers}")
         if self.subset is not None and self.subset < 1:
             raise ConfigError(f"subset must be >= 1 images, got {self.subset}")
+        if not 0 <= self.kappa <= 1:
+            raise ConfigError(
+                f"kappa must be in [0, 1] (ibp's final clean weight), got {self.kappa}"
+            )
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

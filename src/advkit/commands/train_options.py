@@ -115,6 +115,16 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "lambda; 1 in DAT's code, 0 is Madry's)",
         {},
     ),
+    "eps_hold_epochs": (
+        "train at eps 0 for this many epochs (passes) before the eps ramp starts (IBP's warm-up, "
+        "Gowal et al. 2018); the ramp then takes --eps-warmup-epochs",
+        {},
+    ),
+    "kappa": (
+        "ibp: weight of the clean loss once eps is full, the worst-case loss taking 1 - kappa; "
+        "it falls linearly from 1 as eps ramps up (Gowal et al.'s kappa_final)",
+        {},
+    ),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),
     "optimizer": (

@@ -1,0 +1,82 @@
+"""Interval bound propagation training (Gowal et al., "On the Effectiveness of Interval Bound
+Propagation for Training Verifiably Robust Models", 2018, arXiv:1810.12715).
+
+Each batch: one clean forward (through the trainer's model, so DDP synchronizes the update) and
+interval bounds on the margins ``z_y - z_j`` over the box ``[x - eps, x + eps]`` clipped to [0, 1]
+(``advkit.bounds``, elided final layer), then one weight update on
+
+    kappa * CE(z(x), y) + (1 - kappa) * CE(-margin_lower_bounds, y),
+
+the second term the cross-entropy of Gowal et al.'s worst-case logits. Schedules as the paper's:
+eps held at 0 for ``--eps-hold-epochs`` passes (its warm-up), then ramped linearly to ``--eps``
+over ``--eps-warmup-epochs`` passes (the trainer's eps ramp: ``ctx.eps``), while kappa falls
+linearly from 1 to ``--kappa`` (the paper's kappa_final, 0.5) over the same ramp: kappa follows
+``ctx.eps / eps``. BatchNorm in training mode: the bounds use the clean batch's statistics,
+recorded from the clean forward (the paper's choice), so they bound the function the clean term
+trains. Dropout counts as the identity in the bounds. L-inf only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from advkit.bounds import margin_lower_bounds, recording_batch_stats
+from advkit.methods.base import METHODS, Method, StepContext, StepOutput
+
+
+@METHODS.register(
+    "ibp",
+    description="interval bound propagation: --kappa x clean CE + (1 - kappa) x worst-case CE "
+    "(Gowal et al. 2018)",
+)
+class IBPTraining(Method):
+    """IBP training towards eps ``eps`` (pixel units) with final clean weight ``kappa``."""
+
+    norms = ("linf",)
+
+    def __init__(self, *, kappa: float = 0.5, eps: float | None = None, **base: Any) -> None:
+        super().__init__(**base)
+        if self.norm != "linf":
+            raise ValueError(f"ibp bounds L-inf boxes; train it with --norm linf, not {self.norm}")
+        if not 0 <= kappa <= 1:
+            raise ValueError(
+                f"kappa must be in [0, 1] (the clean loss's final weight), got {kappa}"
+            )
+        if eps is not None and not eps >= 0:
+            raise ValueError(f"eps must be >= 0 (pixel units), got {eps}")
+        self.kappa = kappa
+        self.eps = eps
+
+    @classmethod
+    def config_kwargs(cls, config: Any) -> dict[str, Any]:
+        return super().config_kwargs(config) | {"kappa": config.kappa, "eps": config.eps}
+
+    def kappa_at(self, eps: float) -> float:
+        """kappa at the ramped ``eps``: 1 at eps 0, ``kappa`` at the full eps (linear)."""
+        done = 1.0 if not self.eps else min(1.0, eps / self.eps)
+        return 1.0 - (1.0 - self.kappa) * done
+
+    def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
+        kappa = self.kappa_at(ctx.eps)
+        with recording_batch_stats(ctx.attack_model) as stats:
+            logits = ctx.model(inputs)
+        clean_loss = self.criterion(logits, labels)
+        if kappa == 1.0:  # the warm-up: the bounds would carry no weight
+            ctx.optimize(clean_loss)
+            return StepOutput(loss=clean_loss.detach(), logits=logits.detach())
+        lower = (inputs - ctx.eps).clamp(0, 1)
+        upper = (inputs + ctx.eps).clamp(0, 1)
+        # The same parameters as ctx.model's: their gradients from the bounds join the clean
+        # term's before DDP's per-parameter hooks fire, so one backward synchronizes both.
+        margins = margin_lower_bounds(ctx.attack_model, lower, upper, labels, batch_stats=stats)
+        robust_loss = self.criterion(-margins, labels)
+        loss = kappa * clean_loss + (1.0 - kappa) * robust_loss
+        ctx.optimize(loss)
+        verified = (margins > 0).sum(1) == margins.shape[1] - 1
+        return StepOutput(
+            loss=loss.detach(), logits=logits.detach(),
+            metrics={"robust_loss": robust_loss.detach(), "verified": verified.float().mean(),
+                     "kappa": logits.new_tensor(kappa).detach()},
+        )  # fmt: skip
