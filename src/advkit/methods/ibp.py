@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from advkit.bounds import margin_lower_bounds, recording_batch_stats
@@ -63,20 +64,26 @@ class IBPTraining(Method):
         with recording_batch_stats(ctx.attack_model) as stats:
             logits = ctx.model(inputs)
         clean_loss = self.criterion(logits, labels)
-        if kappa == 1.0:  # the warm-up: the bounds would carry no weight
+        if ctx.eps == 0:  # the warm-up: the box is the point, the worst case the clean logits
             ctx.optimize(clean_loss)
-            return StepOutput(loss=clean_loss.detach(), logits=logits.detach())
+            metrics = {"robust_loss": clean_loss, "verified": (logits.argmax(1) == labels).float()}
+            return self._output(clean_loss, logits, metrics, kappa)
         lower = (inputs - ctx.eps).clamp(0, 1)
         upper = (inputs + ctx.eps).clamp(0, 1)
         # The same parameters as ctx.model's: their gradients from the bounds join the clean
         # term's before DDP's per-parameter hooks fire, so one backward synchronizes both.
-        margins = margin_lower_bounds(ctx.attack_model, lower, upper, labels, batch_stats=stats)
-        robust_loss = self.criterion(-margins, labels)
-        loss = kappa * clean_loss + (1.0 - kappa) * robust_loss
+        with torch.set_grad_enabled(kappa < 1):  # kappa 1: the bounds only measure
+            margins = margin_lower_bounds(ctx.attack_model, lower, upper, labels, batch_stats=stats)
+            robust_loss = self.criterion(-margins, labels)
+        loss = clean_loss if kappa == 1 else kappa * clean_loss + (1.0 - kappa) * robust_loss
         ctx.optimize(loss)
-        verified = (margins > 0).sum(1) == margins.shape[1] - 1
-        return StepOutput(
-            loss=loss.detach(), logits=logits.detach(),
-            metrics={"robust_loss": robust_loss.detach(), "verified": verified.float().mean(),
-                     "kappa": logits.new_tensor(kappa).detach()},
-        )  # fmt: skip
+        verified = ((margins > 0).sum(1) == margins.shape[1] - 1).float()
+        return self._output(loss, logits, {"robust_loss": robust_loss, "verified": verified}, kappa)
+
+    @staticmethod
+    def _output(loss: Tensor, logits: Tensor, metrics: dict[str, Tensor], kappa: float
+                ) -> StepOutput:  # fmt: skip
+        """The step's output with the same metrics in warm-up and after (epoch means)."""
+        metrics = {name: value.detach().mean() for name, value in metrics.items()}
+        metrics["kappa"] = logits.new_tensor(kappa).detach()
+        return StepOutput(loss=loss.detach(), logits=logits.detach(), metrics=metrics)
