@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "dist_backend": ("auto", "gloo", "nccl"),
     "data_loading": ("auto", "memory", "stream"),
     "amp_dtype": (None, "bf16", "fp16"),
+    "bounds": ("ibp", "crown-ibp"),
 }
 
 #: Optional fields whose unset value is chosen at run time: "auto" reads as unset (None).
@@ -47,7 +48,7 @@ AUTO_FIELDS = frozenset({"data_workers", "eps_warmup_epochs"})
 
 #: Fields newer than some run folders: a run's config.yaml may lack them, and then takes their
 #: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before).
-ADDED_FIELDS = frozenset({"amp_dtype", "eps_hold_epochs", "kappa"})
+ADDED_FIELDS = frozenset({"amp_dtype", "eps_hold_epochs", "kappa", "bounds"})
 
 
 @dataclass
@@ -85,6 +86,7 @@ class TrainConfig:
     # interval bound propagation (Gowal et al. 2018)
     eps_hold_epochs: float = 0.0  # passes at eps 0 before the eps ramp starts (IBP's warm-up)
     kappa: float = 0.5  # ibp: the clean loss's weight once eps is full (from 1 over the ramp)
+    bounds: str = "ibp"  # ibp: ibp, or crown-ibp (CROWN-IBP's weight 1 -> 0 over the ramp)
     # optimization
     epochs: int = 10
     batch_size: int = 128

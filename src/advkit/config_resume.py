@@ -30,7 +30,7 @@ _RUN_DEFINES = {
     "model": "model model_args normalize sync_bn",
     "threat model": "norm eps eps_warmup_epochs eps_hold_epochs steps step_size init",
     "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
-    "attack_train_mode clean_weight kappa",
+    "attack_train_mode clean_weight kappa bounds",
     "optimization": "batch_size optimizer lr lr_scaling base_batch_size lalr_base lalr_clip "
     "lalr_exclude_1d momentum nesterov weight_decay schedule warmup_epochs grad_clip ema_decay "
     "amp amp_dtype",

@@ -103,7 +103,7 @@ def model_graph(model: nn.Module) -> fx.Graph:
     return graph
 
 
-def _unsupported(what: str) -> UnsupportedLayerError:
+def unsupported(what: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(
         f"interval bounds do not support {what}; supported: {SUPPORTED_LAYERS}. Replace it, or "
         "certify with an attack instead (advkit eval)"
@@ -129,7 +129,7 @@ def _has_interval(values: Any) -> bool:
 def _arithmetic(op: Any, args: tuple, kwargs: dict, what: str) -> Interval:
     """Sums and differences of intervals and constants, products and quotients by constants."""
     if kwargs or len(args) > 2:  # torch.add's alpha, out=...: not bounded here
-        raise _unsupported(f"{what} with arguments {sorted(kwargs)}")
+        raise unsupported(f"{what} with arguments {sorted(kwargs)}")
     if op is operator.neg:
         return -args[0]
     a, b = args
@@ -142,7 +142,7 @@ def _arithmetic(op: Any, args: tuple, kwargs: dict, what: str) -> Interval:
         return a.scale(b) if bounded_a else b.scale(a)
     if op is operator.truediv and bounded_a and not bounded_b:
         return a.scale(1 / b)
-    raise _unsupported(f"{what} of bounded values (only sums, and products with constants)")
+    raise unsupported(f"{what} of bounded values (only sums, and products with constants)")
 
 
 def _call_function(node: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -162,7 +162,7 @@ def _call_function(node: fx.Node, args: tuple, kwargs: dict) -> Any:
         rest = args[1:]
         return Interval(torch.cat(lower, *rest, **kwargs), torch.cat(upper, *rest, **kwargs))
     if not isinstance(box, Interval) or _has_interval((args[1:], kwargs)):
-        raise _unsupported(f"function {name} at node {node.name}")
+        raise unsupported(f"function {name} at node {node.name}")
     if target in _MONOTONE_FUNCTIONS:
         return box.map(lambda x: target(x, *args[1:], **kwargs))
     if target is F.linear:
@@ -177,7 +177,7 @@ def _call_function(node: fx.Node, args: tuple, kwargs: dict) -> Any:
         return Interval.from_center(
             center, F.conv2d(box.radius, weight.abs(), None, *rest, **kwargs)
         )
-    raise _unsupported(f"function {name} at node {node.name}")
+    raise unsupported(f"function {name} at node {node.name}")
 
 
 def _call_method(node: fx.Node, args: tuple, kwargs: dict) -> Any:
@@ -188,7 +188,7 @@ def _call_method(node: fx.Node, args: tuple, kwargs: dict) -> Any:
         return getattr(box.lower, method)(*args[1:], **kwargs)
     if method in _MONOTONE_METHODS and not _has_interval((args[1:], kwargs)):
         return box.map(lambda x: getattr(x, method)(*args[1:], **kwargs))
-    raise _unsupported(f"method .{method}() at node {node.name}")
+    raise unsupported(f"method .{method}() at node {node.name}")
 
 
 def _call_module(
@@ -197,31 +197,35 @@ def _call_module(
     module = model.get_submodule(node.target)
     layer = f"layer {node.target!r} ({type(module).__name__})"
     if len(args) != 1 or kwargs:
-        raise _unsupported(f"{layer} called with {len(args)} arguments")
+        raise unsupported(f"{layer} called with {len(args)} arguments")
     box = args[0]
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         if module.training:
             if stats is None or node.target not in stats:
-                raise _unsupported(
+                raise unsupported(
                     f"{layer} in training mode without the clean batch's statistics (call "
                     "model.eval(), or record them with advkit.bounds.recording_batch_stats)"
                 )
             return module_interval(module, box, stats[node.target])
         if module.running_mean is None:
-            raise _unsupported(f"{layer} without running statistics (track_running_stats=False)")
+            raise unsupported(f"{layer} without running statistics (track_running_stats=False)")
     result = module_interval(module, box)
     if result is None:
-        raise _unsupported(layer)
+        raise unsupported(layer)
     return result
 
 
 def _walk(
-    model: nn.Module, box: Interval, stats: BatchStats | None, until: fx.Node | None = None
+    model: nn.Module,
+    box: Interval,
+    stats: BatchStats | None,
+    until: fx.Node | None = None,
+    env: dict[fx.Node, Any] | None = None,
 ) -> Any:
     """Run the graph on ``box``; the value of ``until``'s first argument when it is reached,
-    else the output's."""
+    else the output's. ``env`` (if given) receives every node's value."""
     graph = model_graph(model)
-    env: dict[fx.Node, Any] = {}
+    env = {} if env is None else env
     placeholders = 0
     for node in graph.nodes:
         if node is until:
@@ -229,7 +233,7 @@ def _walk(
         if node.op == "placeholder":
             placeholders += 1
             if placeholders > 1:
-                raise _unsupported(f"a forward with more than one input ({node.name})")
+                raise unsupported(f"a forward with more than one input ({node.name})")
             env[node] = box
             continue
         if node.op == "output":
@@ -264,7 +268,7 @@ def interval_bounds(
     (mean, biased variance)); in eval mode their running statistics. Differentiable."""
     out = _walk(model, Interval(lower, upper), batch_stats)
     if not isinstance(out, Interval):
-        raise _unsupported("a forward whose output is not one tensor computed from its input")
+        raise unsupported("a forward whose output is not one tensor computed from its input")
     return out
 
 
@@ -303,7 +307,7 @@ def margin_lower_bounds(
         node, weight, bias = final
         hidden = _walk(model, Interval(lower, upper), batch_stats, until=node)
         if not isinstance(hidden, Interval):
-            raise _unsupported("a final layer whose input is not computed from the model's input")
+            raise unsupported("a final layer whose input is not computed from the model's input")
         # Row j of C W is W_y - W_j: one (K, features) matrix per sample.
         diff_weight = weight[labels][:, None, :] - weight[None, :, :]
         center = torch.einsum("nkf,nf->nk", diff_weight, hidden.center.flatten(1))

@@ -125,6 +125,12 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "it falls linearly from 1 as eps ramps up (Gowal et al.'s kappa_final)",
         {},
     ),
+    "bounds": (
+        "ibp: the worst-case logits' bounds: ibp (interval bounds), or crown-ibp (Zhang et al. "
+        "2020: beta x CROWN-IBP + (1 - beta) x interval bounds, beta falling from 1 to 0 as eps "
+        "ramps up; chain networks without pooling)",
+        {},
+    ),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),
     "optimizer": (

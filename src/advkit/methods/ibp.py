@@ -14,6 +14,11 @@ linearly from 1 to ``--kappa`` (the paper's kappa_final, 0.5) over the same ramp
 ``ctx.eps / eps``. BatchNorm in training mode: the bounds use the clean batch's statistics,
 recorded from the clean forward (the paper's choice), so they bound the function the clean term
 trains. Dropout counts as the identity in the bounds. L-inf only.
+
+``--bounds crown-ibp`` (Zhang et al., "Towards Stable and Efficient Training of Verifiably Robust
+Neural Networks", ICLR 2020, arXiv:1906.06316) bounds the margins by beta x CROWN-IBP + (1 - beta)
+x IBP, beta falling from 1 to 0 over the same ramp: tighter bounds while eps is small, IBP's at
+the end.
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advkit.bounds import margin_lower_bounds, recording_batch_stats
+from advkit.bounds import (
+    crown_ibp_margin_lower_bounds,
+    margin_lower_bounds,
+    recording_batch_stats,
+)
 from advkit.methods.base import METHODS, Method, StepContext, StepOutput
 
 
@@ -37,7 +46,9 @@ class IBPTraining(Method):
 
     norms = ("linf",)
 
-    def __init__(self, *, kappa: float = 0.5, eps: float | None = None, **base: Any) -> None:
+    def __init__(
+        self, *, kappa: float = 0.5, eps: float | None = None, bounds: str = "ibp", **base: Any
+    ) -> None:
         super().__init__(**base)
         if self.norm != "linf":
             raise ValueError(f"ibp bounds L-inf boxes; train it with --norm linf, not {self.norm}")
@@ -47,17 +58,39 @@ class IBPTraining(Method):
             )
         if eps is not None and not eps >= 0:
             raise ValueError(f"eps must be >= 0 (pixel units), got {eps}")
+        if bounds not in ("ibp", "crown-ibp"):
+            raise ValueError(f"bounds must be ibp or crown-ibp, got {bounds!r}")
         self.kappa = kappa
         self.eps = eps
+        self.bounds = bounds
 
     @classmethod
     def config_kwargs(cls, config: Any) -> dict[str, Any]:
-        return super().config_kwargs(config) | {"kappa": config.kappa, "eps": config.eps}
+        return super().config_kwargs(config) | {
+            "kappa": config.kappa, "eps": config.eps, "bounds": config.bounds,
+        }  # fmt: skip
+
+    def ramp_done(self, eps: float) -> float:
+        """How far the eps ramp is, in [0, 1]: the ramped ``eps`` over the full one."""
+        return 1.0 if not self.eps else min(1.0, eps / self.eps)
 
     def kappa_at(self, eps: float) -> float:
         """kappa at the ramped ``eps``: 1 at eps 0, ``kappa`` at the full eps (linear)."""
-        done = 1.0 if not self.eps else min(1.0, eps / self.eps)
-        return 1.0 - (1.0 - self.kappa) * done
+        return 1.0 - (1.0 - self.kappa) * self.ramp_done(eps)
+
+    def margins(self, ctx: StepContext, inputs: Tensor, labels: Tensor, stats: Any) -> Tensor:
+        """Lower bounds on the margins over the clipped box at ``ctx.eps``: interval bounds, or
+        with ``bounds="crown-ibp"`` beta x CROWN-IBP + (1 - beta) x IBP, beta = 1 - ramp_done
+        (Zhang et al. 2020's schedule, 1 -> 0)."""
+        lower = (inputs - ctx.eps).clamp(0, 1)
+        upper = (inputs + ctx.eps).clamp(0, 1)
+        model = ctx.attack_model
+        margins = margin_lower_bounds(model, lower, upper, labels, batch_stats=stats)
+        beta = 1.0 - self.ramp_done(ctx.eps)
+        if self.bounds == "crown-ibp" and beta > 0:
+            crown = crown_ibp_margin_lower_bounds(model, lower, upper, labels, batch_stats=stats)
+            margins = beta * crown + (1.0 - beta) * margins
+        return margins
 
     def step(self, inputs: Tensor, labels: Tensor, ctx: StepContext) -> StepOutput:
         kappa = self.kappa_at(ctx.eps)
@@ -68,12 +101,10 @@ class IBPTraining(Method):
             ctx.optimize(clean_loss)
             metrics = {"robust_loss": clean_loss, "verified": (logits.argmax(1) == labels).float()}
             return self._output(clean_loss, logits, metrics, kappa)
-        lower = (inputs - ctx.eps).clamp(0, 1)
-        upper = (inputs + ctx.eps).clamp(0, 1)
         # The same parameters as ctx.model's: their gradients from the bounds join the clean
         # term's before DDP's per-parameter hooks fire, so one backward synchronizes both.
         with torch.set_grad_enabled(kappa < 1):  # kappa 1: the bounds only measure
-            margins = margin_lower_bounds(ctx.attack_model, lower, upper, labels, batch_stats=stats)
+            margins = self.margins(ctx, inputs, labels, stats)
             robust_loss = self.criterion(-margins, labels)
         loss = clean_loss if kappa == 1 else kappa * clean_loss + (1.0 - kappa) * robust_loss
         ctx.optimize(loss)
