@@ -97,3 +97,28 @@ def test_advkit_train_method_ibp_runs_and_records_its_schedule(tmp_path) -> None
     # 4 steps: two held at eps 0 (kappa 1), then eps 0.05 (kappa 0.8) and 0.1 (kappa 0.6).
     assert record["train_kappa"] == pytest.approx((1 + 1 + 0.8 + 0.6) / 4)
     assert record["eps"] == 0.1 and 0 <= record["train_verified"] <= 1
+
+
+def test_crown_ibp_mixes_its_bounds_with_beta_falling_over_the_ramp() -> None:
+    """beta x CROWN-IBP + (1 - beta) x IBP, beta = 1 - eps / full eps (Zhang et al. 2020)."""
+    from advkit.bounds import crown_ibp_margin_lower_bounds
+
+    torch.manual_seed(0)
+    model = tiny_cnn().train()
+    method = build("ibp", eps=0.1, bounds="crown-ibp")
+    inputs, labels = random_batch(8)
+    stats = _stats(model, inputs)
+    ctx = FakeTrainer(model).context(eps=0.025)  # a quarter of the ramp: beta 0.75
+    lower, upper = (inputs - 0.025).clamp(0, 1), (inputs + 0.025).clamp(0, 1)
+    ibp = margin_lower_bounds(model, lower, upper, labels, batch_stats=stats)
+    crown = crown_ibp_margin_lower_bounds(model, lower, upper, labels, batch_stats=stats)
+    expected = 0.75 * crown + 0.25 * ibp
+    torch.testing.assert_close(method.margins(ctx, inputs, labels, stats), expected)
+    full = FakeTrainer(model).context(eps=0.1)  # the end of the ramp: interval bounds alone
+    lower, upper = (inputs - 0.1).clamp(0, 1), (inputs + 0.1).clamp(0, 1)
+    torch.testing.assert_close(
+        method.margins(full, inputs, labels, stats),
+        margin_lower_bounds(model, lower, upper, labels, batch_stats=stats),
+    )
+    out = method.step(inputs, labels, ctx)
+    assert torch.isfinite(out.loss) and out.metrics["kappa"] == pytest.approx(0.875)

@@ -19,10 +19,10 @@ from torch import Tensor, fx, nn
 
 from advkit.bounds.graph import (
     BatchStats,
+    UnsupportedLayerError,
     _walk,
     model_graph,
     true_class_mask,
-    unsupported,
 )
 from advkit.bounds.interval import Interval
 from advkit.models.base import Normalize
@@ -32,6 +32,13 @@ _RELU_FUNCTIONS = {F.relu, torch.relu}
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, F.dropout}
 _RESHAPE_METHODS = {"view", "reshape", "flatten", "contiguous", "clone", "detach", "view_as",
                     "reshape_as"}  # fmt: skip
+
+
+def unsupported(what: str) -> UnsupportedLayerError:
+    return UnsupportedLayerError(
+        f"CROWN-IBP bounds do not support {what}; they take chains of Linear, Conv2d, BatchNorm, "
+        "ReLU, Normalize, Flatten, Dropout and Identity layers: use the interval bounds (ibp)"
+    )
 
 
 def _relu_backward(a: Tensor, bias: Tensor, box: Interval) -> tuple[Tensor, Tensor]:
@@ -86,7 +93,7 @@ def _module_backward(
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         if module.training:
             if stats is None or name not in stats:
-                raise unsupported(f"layer {name!r} (BatchNorm) in training mode without stats")
+                raise unsupported(f"layer {name!r} (BatchNorm) in training mode without statistics")
             mean, var = stats[name]
         else:
             mean, var = module.running_mean, module.running_var
@@ -101,7 +108,7 @@ def _module_backward(
         return _relu_backward(a, bias, box)
     if isinstance(module, _RESHAPES):
         return a.reshape(n, k, *in_shape), bias
-    raise unsupported(f"layer {name!r} ({type(module).__name__}) in CROWN bounds")
+    raise unsupported(f"layer {name!r} ({type(module).__name__})")
 
 
 def crown_ibp_margin_lower_bounds(
@@ -117,7 +124,7 @@ def crown_ibp_margin_lower_bounds(
     env: dict[fx.Node, object] = {}
     out = _walk(model, Interval(lower, upper), batch_stats, env=env)
     if not isinstance(out, Interval) or out.lower.dim() != 2:
-        raise unsupported("a model whose output is not (N, classes) logits, in CROWN bounds")
+        raise unsupported("a model whose output is not (N, classes) logits")
     classes = out.lower.shape[1]
     mask = true_class_mask(labels, classes)
     # Row j of C: e_y - e_j, one (K, K) matrix per sample.
@@ -128,10 +135,7 @@ def crown_ibp_margin_lower_bounds(
     while node.op != "placeholder":
         sources = [s for s in node.all_input_nodes if isinstance(env.get(s), Interval)]
         if len(sources) != 1:
-            raise unsupported(
-                f"node {node.name} joining {len(sources)} bounded values in CROWN bounds (chains "
-                "of layers only: use --bounds ibp)"
-            )
+            raise unsupported(f"node {node.name} joining {len(sources)} bounded values")
         box = env[sources[0]]
         if node.op == "call_module":
             module = model.get_submodule(node.target)
@@ -146,7 +150,7 @@ def crown_ibp_margin_lower_bounds(
             a, bias = _relu_backward(a, bias, box)
         else:
             name = getattr(node.target, "__name__", str(node.target))
-            raise unsupported(f"{name} at node {node.name} in CROWN bounds (use --bounds ibp)")
+            raise unsupported(f"{name} at node {node.name}")
         node = sources[0]
     flat = a.flatten(2)
     margins = (
