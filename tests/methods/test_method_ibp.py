@@ -122,3 +122,9 @@ def test_crown_ibp_mixes_its_bounds_with_beta_falling_over_the_ramp() -> None:
     )
     out = method.step(inputs, labels, ctx)
     assert torch.isfinite(out.loss) and out.metrics["kappa"] == pytest.approx(0.875)
+
+
+@pytest.mark.parametrize("option", [{"kappa": 0.3}, {"bounds": "crown-ibp"}])
+def test_ibp_options_on_another_method_are_refused(option: dict) -> None:
+    with pytest.raises(ConfigError, match="add --method ibp"):
+        build("pgd", **option)

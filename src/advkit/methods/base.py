@@ -99,6 +99,15 @@ class Method(ABC):
                 f"--clean-weight adds a clean loss to pgd and fast training; method "
                 f"{config.method} does not take it (trades weighs its terms with --beta): drop it"
             )
+        ibp_only = {"kappa": 0.5, "bounds": "ibp"}  # options only ibp takes, and their defaults
+        for name, default in ibp_only.items():
+            if getattr(config, name, default) != default and name not in kwargs:
+                from advkit.config import ConfigError
+
+                raise ConfigError(
+                    f"--{name} sets interval bound propagation training; method {config.method} "
+                    f"does not take it: add --method ibp, or drop --{name}"
+                )
         return cls(**{name: value for name, value in kwargs.items() if value is not None})
 
     @classmethod
