@@ -55,8 +55,7 @@ _MONOTONE_FUNCTIONS = {
     F.relu, torch.relu, torch.sigmoid, torch.tanh, F.relu6, F.elu, F.softplus, F.hardtanh,
     F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d,
     F.adaptive_avg_pool2d, F.adaptive_max_pool2d, torch.flatten, torch.reshape, torch.squeeze,
-    torch.unsqueeze, torch.permute, torch.transpose, torch.mean, torch.sum, F.dropout,
-    operator.getitem,
+    torch.unsqueeze, torch.permute, torch.transpose, torch.mean, torch.sum, operator.getitem,
 }  # fmt: skip
 _MONOTONE_METHODS = {
     "relu", "sigmoid", "tanh", "view", "reshape", "flatten", "contiguous", "unsqueeze",
@@ -150,7 +149,9 @@ def _call_function(node: fx.Node, args: tuple, kwargs: dict) -> Any:
     name = getattr(target, "__name__", str(target))
     if target in _ARITHMETIC:
         return _arithmetic(_ARITHMETIC[target], args, kwargs, f"function {name}")
-    box = args[0]
+    box = args[0] if args else None
+    if target is F.dropout and isinstance(box, Interval):  # the deterministic network's: identity
+        return box
     if target is check_input_size:
         return check_input_size(box.lower, *args[1:], **kwargs)
     if target is getattr and args[1] in _SHAPE_ATTRIBUTES and isinstance(box, Interval):

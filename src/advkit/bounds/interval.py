@@ -138,6 +138,8 @@ def module_interval(
         return box
     if isinstance(module, nn.LeakyReLU) and module.negative_slope < 0:
         return None
+    if isinstance(module, nn.ELU) and module.alpha < 0:  # not monotone
+        return None
     pools = (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)
     if isinstance(module, pools) and module.return_indices:
         return None
