@@ -40,6 +40,7 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     "dist_backend": ("auto", "gloo", "nccl"),
     "data_loading": ("auto", "memory", "stream"),
     "amp_dtype": (None, "bf16", "fp16"),
+    "bounds": ("ibp", "crown-ibp"),
 }
 
 #: Optional fields whose unset value is chosen at run time: "auto" reads as unset (None).
@@ -47,10 +48,11 @@ AUTO_FIELDS = frozenset({"data_workers", "eps_warmup_epochs"})
 
 #: Fields newer than some run folders: a run's config.yaml may lack them, and then takes their
 #: default, which is what those runs did (``amp_dtype`` None: bfloat16, the only dtype before;
-#: the randomized-smoothing options unset: those runs took none).
+#: the randomized-smoothing and interval-bound options unset: those runs took none).
 ADDED_FIELDS = frozenset({"amp_dtype", "sigma", "noise_clip", "num_noise", "consistency_lambda",
                           "consistency_eta", "macer_lambda", "macer_gamma",
-                          "macer_beta", "macer_deferred_epochs"})  # fmt: skip
+                          "macer_beta", "macer_deferred_epochs", "eps_hold_epochs", "kappa",
+                          "bounds"})  # fmt: skip
 
 
 @dataclass
@@ -95,6 +97,10 @@ class TrainConfig:
     macer_gamma: float | None = None  # macer: the hinge's margin; None: 8
     macer_beta: float | None = None  # macer: the softmax's inverse temperature; None: 16
     macer_deferred_epochs: int | None = None  # macer: passes without the hinge; None: 0
+    # interval bound propagation (Gowal et al. 2018)
+    eps_hold_epochs: float = 0.0  # passes at eps 0 before the eps ramp starts (IBP's warm-up)
+    kappa: float = 0.5  # ibp: the clean loss's weight once eps is full (from 1 over the ramp)
+    bounds: str = "ibp"  # ibp: ibp, or crown-ibp (CROWN-IBP's weight 1 -> 0 over the ramp)
     # optimization
     epochs: int = 10
     batch_size: int = 128
@@ -177,7 +183,8 @@ class TrainConfig:
                         "warmup_epochs", "momentum", "val_size", "val_examples",
                         "checkpoint_every", "co_check_every", "co_max_rollbacks",
                         "clean_weight", "consistency_lambda", "consistency_eta", "macer_lambda",
-                        "macer_gamma", "macer_beta", "macer_deferred_epochs"]  # fmt: skip
+                        "macer_gamma", "macer_beta", "macer_deferred_epochs",
+                        "eps_hold_epochs"]  # fmt: skip
         for name in non_negative:
             value = getattr(self, name)
             if value is None and (name in AUTO_FIELDS or name.startswith(("consistency_",
@@ -193,6 +200,10 @@ class TrainConfig:
             raise ConfigError(f"data_workers must be >= 0 processes, got {self.data_workers}")
         if self.subset is not None and self.subset < 1:
             raise ConfigError(f"subset must be >= 1 images, got {self.subset}")
+        if not 0 <= self.kappa <= 1:
+            raise ConfigError(
+                f"kappa must be in [0, 1] (ibp's final clean weight), got {self.kappa}"
+            )
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

@@ -28,10 +28,10 @@ RESUMABLE_FIELDS = frozenset(
 _RUN_DEFINES = {
     "data": "dataset val_size subset augment",
     "model": "model model_args normalize sync_bn",
-    "threat model": "norm eps eps_warmup_epochs steps step_size init",
+    "threat model": "norm eps eps_warmup_epochs eps_hold_epochs steps step_size init",
     "method": "method replays paper_epochs grad_align_lambda beta label_smoothing "
     "attack_train_mode clean_weight sigma noise_clip num_noise consistency_lambda "
-    "consistency_eta macer_lambda macer_gamma macer_beta macer_deferred_epochs",
+    "consistency_eta macer_lambda macer_gamma macer_beta macer_deferred_epochs kappa bounds",
     "optimization": "batch_size optimizer lr lr_scaling base_batch_size lalr_base lalr_clip "
     "lalr_exclude_1d momentum nesterov weight_decay schedule warmup_epochs grad_clip ema_decay "
     "amp amp_dtype",

@@ -39,6 +39,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "fast": {"init": "random", "co_guard": "warn", "co_check_every": 2},  # guard measured too
     "gradalign": {"grad_align_lambda": 0.5},
     "trades": {"steps": 2},
+    # IBP's bounds run on the unwrapped model, its clean pass through the wrapper: one backward.
+    "ibp": {"eps_hold_epochs": 0.2, "eps_warmup_epochs": 0.4},
     "pgd-dat": {"method": "pgd", "steps": 2, "clean_weight": 1.0, "optimizer": "lalr", "lr": 0.01},
     "fast-dat": {
         "method": "fast",

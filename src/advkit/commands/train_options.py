@@ -152,6 +152,22 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "learning rate the hinge can stop all learning: MACER trains at --lr 0.01)",
         {"default": "0, the paper's code (Jeong & Shin defer it a third of the run)"},
     ),
+    "eps_hold_epochs": (
+        "train at eps 0 for this many epochs (passes) before the eps ramp starts (IBP's warm-up, "
+        "Gowal et al. 2018); the ramp then takes --eps-warmup-epochs",
+        {},
+    ),
+    "kappa": (
+        "ibp: weight of the clean loss once eps is full, the worst-case loss taking 1 - kappa; "
+        "it falls linearly from 1 as eps ramps up (Gowal et al.'s kappa_final)",
+        {},
+    ),
+    "bounds": (
+        "ibp: the worst-case logits' bounds: ibp (interval bounds), or crown-ibp (Zhang et al. "
+        "2020: beta x CROWN-IBP + (1 - beta) x interval bounds, beta falling from 1 to 0 as eps "
+        "ramps up; chain networks without pooling)",
+        {},
+    ),
     "epochs": ("passes over the training data (count)", {}),
     "batch_size": ("images per minibatch (count)", {}),
     "optimizer": (

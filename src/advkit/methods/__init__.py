@@ -6,6 +6,7 @@ from advkit.methods import (  # noqa: F401  (registration)
     free,
     gaussian,
     gradalign,
+    ibp,
     macer,
     natural,
     pgd,

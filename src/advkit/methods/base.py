@@ -27,7 +27,7 @@ METHODS: Registry[type[Method]] = Registry("training method")
 SOME_METHODS_OPTIONS: dict[str, Any] = {
     "sigma": None, "noise_clip": False, "num_noise": None, "consistency_lambda": None,
     "consistency_eta": None, "macer_lambda": None, "macer_gamma": None, "macer_beta": None,
-    "macer_deferred_epochs": None,
+    "macer_deferred_epochs": None, "kappa": 0.5, "bounds": "ibp",
 }  # fmt: skip
 
 

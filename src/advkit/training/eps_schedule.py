@@ -24,9 +24,13 @@ def warmup_epochs(configured: float | None, passes: int) -> float:
     return min(AUTO_FRACTION * passes, AUTO_MAX_EPOCHS)
 
 
-def ramped_eps(eps: float, warmup: float, progress: float) -> float:
-    """eps after ``progress`` passes (fractional; the current batch counted as done), ramped
-    linearly over ``warmup`` passes."""
+def ramped_eps(eps: float, warmup: float, progress: float, hold: float = 0.0) -> float:
+    """eps after ``progress`` passes (fractional; the current batch counted as done): 0 for the
+    first ``hold`` passes (IBP's warm-up, Gowal et al. 2018), then ramped linearly over
+    ``warmup`` passes."""
+    progress -= hold
+    if progress <= 0 and hold > 0:
+        return 0.0
     if warmup <= 0:
         return eps
     return eps * min(1.0, progress / warmup)

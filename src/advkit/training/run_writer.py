@@ -183,6 +183,7 @@ def model_metadata(trainer: Any, selected_epoch: int) -> dict[str, Any]:
         "class_names": trainer.data.class_names,
         "threat": {"norm": c.norm, "eps": c.eps},
         "eps_warmup_epochs": trainer.eps_warmup,
+        "eps_hold_epochs": c.eps_hold_epochs,
         "method": {"name": c.method, **_jsonable(trainer.method.describe())},
         "epochs": trainer.epochs,
         "batch_size": c.batch_size,

@@ -274,9 +274,9 @@ class Trainer:
         return warmup_epochs(self.config.eps_warmup_epochs, self.epochs)
 
     def current_eps(self) -> float:
-        """eps, ramped linearly over the first ``eps_warmup`` passes."""
+        """eps: 0 for ``eps_hold_epochs`` passes, then ramped linearly over ``eps_warmup``."""
         progress = self.epoch + (self.batch + 1) / self.batches_per_epoch
-        return ramped_eps(self.config.eps, self.eps_warmup, progress)
+        return ramped_eps(self.config.eps, self.eps_warmup, progress, self.config.eps_hold_epochs)
 
     def _optimize(self, loss: Tensor) -> None:
         if not loss.requires_grad:  # an attribute read: no cost per step
