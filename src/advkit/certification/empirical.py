@@ -124,7 +124,7 @@ def empirical_column(
     and set the fraction still right beside the fraction certified at that radius."""
     points = []
     for r in radii:
-        noise = sample_noise(smooth.seed, int(round(r * 1e6)), sample_ids, ATTACK)
+        noise = sample_noise(smooth.seed, round(r * 1e6), sample_ids, ATTACK)
         attacked = attack_smoothed(smooth.model, inputs, labels, r, sigma=smooth.sigma, m=m,
                                    steps=steps, noise=noise)  # fmt: skip
         predicted = smooth.predict(attacked, n, alpha, batch_size=batch_size,

@@ -168,8 +168,10 @@ class Certification:
                     line += " | | |"
                 else:
                     flag = "**BUG: certified > empirical**" if point.suspicious else ""
-                    line += (f" {point.certified / point.n:.1%} | {point.robust / point.n:.1%} "
-                             f"({point.interval[0]:.1%} - {point.interval[1]:.1%}) | {flag} |")
+                    line += (
+                        f" {point.certified / point.n:.1%} | {point.robust / point.n:.1%} "
+                        f"({point.interval[0]:.1%} - {point.interval[1]:.1%}) | {flag} |"
+                    )
             lines.append(line)
         if self.empirical is not None:
             s = self.empirical_settings

@@ -17,8 +17,8 @@ from advkit.certification.outputs import (
     DEFAULT_EXAMPLES,
     DEFAULT_N,
     DEFAULT_N0,
-    stem,
     state_path,
+    stem,
 )
 from advkit.certification.report import format_table
 from advkit.certification.session import (
@@ -54,27 +54,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "classifier beside it. Writes cert-sigma<S>[...].json, .md and .png beside the run (or "
         "in --out), never replacing another certification; a killed certification resumes.",
     )
-    parser.add_argument("run", metavar="RUN", nargs="?",
-                        help="run folder (or give --model REF --weights FILE --dataset NAME)")
+    parser.add_argument(
+        "run",
+        metavar="RUN",
+        nargs="?",
+        help="run folder (or give --model REF --weights FILE --dataset NAME)",
+    )
     parser.add_argument("--sigma", help="noise standard deviation in [0,1] pixel units, e.g. "
                         "0.25 or 64/255 (required for --bounds smoothing)")  # fmt: skip
-    parser.add_argument("--n0", type=int, default=DEFAULT_N0,
-                        help=f"draws that select the class (count, default {DEFAULT_N0})")
-    parser.add_argument("--n", type=int, default=DEFAULT_N,
-                        help=f"draws that estimate its probability (count, default {DEFAULT_N})")
+    parser.add_argument(
+        "--n0",
+        type=int,
+        default=DEFAULT_N0,
+        help=f"draws that select the class (count, default {DEFAULT_N0})",
+    )
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=DEFAULT_N,
+        help=f"draws that estimate its probability (count, default {DEFAULT_N})",
+    )
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                         help="probability that a certificate is wrong (default "
                         f"{DEFAULT_ALPHA:g})")  # fmt: skip
-    parser.add_argument("--n-examples", type=int, default=DEFAULT_EXAMPLES, metavar="N",
-                        help=f"certify N test images (count, default {DEFAULT_EXAMPLES})")
-    parser.add_argument("--skip", type=int, default=1, metavar="K",
-                        help="take every K-th test image (default 1: the first N)")
+    parser.add_argument(
+        "--n-examples",
+        type=int,
+        default=DEFAULT_EXAMPLES,
+        metavar="N",
+        help=f"certify N test images (count, default {DEFAULT_EXAMPLES})",
+    )
+    parser.add_argument(
+        "--skip",
+        type=int,
+        default=1,
+        metavar="K",
+        help="take every K-th test image (default 1: the first N)",
+    )
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="B",
                         help=f"noisy copies per forward pass (count, default "
                         f"{DEFAULT_BATCH_SIZE})")  # fmt: skip
-    parser.add_argument("--radii", metavar="LIST",
-                        help="radii of the table, comma-separated, L2 pixel units (default 0, "
-                        "0.25, 0.5, ... up to just above the largest certifiable radius)")
+    parser.add_argument(
+        "--radii",
+        metavar="LIST",
+        help="radii of the table, comma-separated, L2 pixel units (default 0, "
+        "0.25, 0.5, ... up to just above the largest certifiable radius)",
+    )
     parser.add_argument("--empirical-examples", type=int, default=DEFAULT_EMPIRICAL_EXAMPLES,
                         metavar="K", help="attack the smoothed classifier on the first K "
                         f"certified images at each radius (default {DEFAULT_EMPIRICAL_EXAMPLES};"
@@ -82,23 +107,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--empirical-n", type=int, default=DEFAULT_EMPIRICAL_N,
                         help="PREDICT's draws on an attacked image (count, default "
                         f"{DEFAULT_EMPIRICAL_N})")  # fmt: skip
-    parser.add_argument("--confidence", type=float, default=0.95, metavar="C",
-                        help="level of the certified accuracies' exact intervals (default 0.95)")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        metavar="C",
+        help="level of the certified accuracies' exact intervals (default 0.95)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="keys the noise (integer, default 0)")
-    parser.add_argument("--bounds", choices=("smoothing", "ibp"), default="smoothing",
-                        help="smoothing: randomized smoothing (L2); ibp: interval bound "
-                        "propagation at --eps (L-inf) (default smoothing)")
+    parser.add_argument(
+        "--bounds",
+        choices=("smoothing", "ibp"),
+        default="smoothing",
+        help="smoothing: randomized smoothing (L2); ibp: interval bound "
+        "propagation at --eps (L-inf) (default smoothing)",
+    )
     parser.add_argument("--eps", help="L-inf radius of --bounds ibp, pixel units, e.g. 0.1")
     parser.add_argument("--dataset", help="test data (default: the run's; required with --model)")
     parser.add_argument("--data-dir", help="folder (or .npz file) of the dataset's files")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: the run folder; "
-                        "with --model, <weights folder>/<weights stem>-eval)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default: the run folder; "
+        "with --model, <weights folder>/<weights stem>-eval)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="ignore saved progress of an interrupted certification")
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="ignore saved progress of an interrupted certification",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--dist-backend", choices=BACKENDS, default="auto",
-                        help="torch.distributed backend with several workers (default auto)")
+    parser.add_argument(
+        "--dist-backend",
+        choices=BACKENDS,
+        default="auto",
+        help="torch.distributed backend with several workers (default auto)",
+    )
     add_external_options(parser)
     add_worker_options(parser)
     parser.set_defaults(handler=run)
@@ -232,8 +277,13 @@ def _interval_bounds(args: argparse.Namespace) -> int:
     test = splits.test.take(torch.arange(0, len(splits.test), args.skip)[: args.n_examples])
     base = f"bounds-ibp-eps{eps:.4g}-ex{len(test)}"
     with hold_outputs(folder, base, "advkit certify --bounds ibp"):
-        result = certify_intervals(model, test.inputs(slice(0, len(test))).to(device),
-                                   test.labels.to(device), eps, batch_size=args.batch_size)
+        result = certify_intervals(
+            model,
+            test.inputs(slice(0, len(test))).to(device),
+            test.labels.to(device),
+            eps,
+            batch_size=args.batch_size,
+        )
         from advkit.evaluation.report import write_json, write_markdown
 
         print(result.markdown(), flush=True)
