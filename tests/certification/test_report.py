@@ -82,3 +82,12 @@ def test_python_entry_points_match_the_command(tmp_path: Path) -> None:
     certificates = advkit.smooth(net, 0.25).certify(images, 10, 100, 0.01, batch_size=50)
     assert [c.prediction for c in certificates] == cert.results.predictions.tolist()
     assert [c.radius for c in certificates] == pytest.approx(cert.results.radii.tolist())
+
+
+def test_the_noise_warning_reads_the_runs_method() -> None:
+    from advkit.certification.session import noise_warning
+
+    assert "without Gaussian noise" in noise_warning({"name": "pgd", "steps": 7}, 0.25)
+    assert noise_warning({"name": "gaussian", "sigma": 0.25}, 0.25) is None
+    assert "trained with noise sigma 0.5" in noise_warning({"name": "gaussian", "sigma": 0.5}, 0.25)
+    assert noise_warning(None, 0.25) is None  # a model advkit did not train: nothing known
