@@ -65,6 +65,8 @@ def test_writes_json_markdown_figure_and_never_replaces_another(
         (["--sigma", "0.25", "--alpha", "1.5"], "--alpha is the probability"),
         (["--sigma", "0.25", "--n", "5", "--alpha", "0.001"], "use --n 10 or more"),
         ([], "--sigma is needed"),
+        (["--sigma", "0.25", "--n-examples", "0"], "must be at least 1"),
+        (["--sigma", "0.25", "--radii", "0,-1", *FAST], "--radii needs comma-separated"),
         (["--sigma", "0.25", "--bounds", "ibp", "--eps", "0.1"], "needs advkit.bounds"),
     ],
 )

@@ -77,6 +77,7 @@ def test_python_entry_points_match_the_command(tmp_path: Path) -> None:
                           batch_size=50, empirical_examples=0, quiet=True,
                           out_dir=tmp_path)  # fmt: skip
     (written,) = tmp_path.glob("cert-*.json")
+    assert not list(tmp_path.glob("*.state.pt"))  # removed once the report is written
     data = json.loads(written.read_text())
     assert data["per_sample"]["prediction"] == cert.results.predictions.tolist()
     certificates = advkit.smooth(net, 0.25).certify(images, 10, 100, 0.01, batch_size=50)

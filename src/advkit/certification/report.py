@@ -62,6 +62,8 @@ class Certification:
     timing: dict[str, float] = field(default_factory=dict)
     title: str = "model"
     warnings: list[str] = field(default_factory=list)
+    #: the per-sample states (every worker's), removed once the JSON is written
+    state_paths: list[Path] = field(default_factory=list, repr=False)
 
     # ------------------------------------------------------------------ numbers
     @property
@@ -203,6 +205,8 @@ class Certification:
         self.timing["figure"] = time.perf_counter() - clock
         data = self.to_dict()
         written = [write_json(outputs.json, data)]
+        for path in self.state_paths:
+            path.unlink(missing_ok=True)
         written.append(write_markdown(outputs.markdown, self.markdown(outputs.figure.name)))
         written.append(write_bytes(outputs.figure, figure))
         return WrittenCertification(outputs, notes, written, data)

@@ -3,7 +3,9 @@
 Each worker takes a contiguous shard of the samples (``World.shard``) and certifies them one by
 one; after each sample (at most every ``save_every`` seconds) its per-sample results are saved
 (:class:`advkit.evaluation.state.EvalState`, atomic), so a killed certification resumes at the
-first sample it had not saved. Since every draw is keyed by the sample's index, any number of
+first sample it had not saved. The state files stay until the report is written
+(:meth:`advkit.certification.report.Certification.write` removes them): a failed write loses
+nothing. Since every draw is keyed by the sample's index, any number of
 workers, and any resume point, give the certificates of one uninterrupted process. The writer
 gathers the shards in rank order.
 """
@@ -128,7 +130,6 @@ def certify_samples(
     parts = world.gather_objects(own)
     if parts is None:
         return None
-    state.remove()
     return SampleResults(
         indices=np.asarray(indices, dtype=np.int64),
         labels=np.concatenate([part["labels"] for part in parts]).astype(np.int64),

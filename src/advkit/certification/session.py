@@ -112,6 +112,7 @@ def run_certification(
     title: str = "model",
     warnings: Sequence[str] = (),
     save_every: float = 5.0,
+    state_paths: Sequence[Path] = (),
 ) -> Certification | None:
     """CERTIFY every ``skip``-th image of ``test`` (the first ``n_examples`` of those), then, on
     the writer, the empirical column on the first ``empirical_examples``; None on other workers."""
@@ -133,13 +134,15 @@ def run_certification(
     )  # fmt: skip
     if results is None:
         return None
+    if not state_paths and state_path is not None:
+        state_paths = [state_path]
     timing = {"certify": time.perf_counter() - started}
     cap = radius_cap(sigma, n, alpha)
     radii = sorted({float(r) for r in radii}) if radii else default_radii(cap)
     cert = Certification(
         results, sigma=sigma, n0=n0, n=n, alpha=alpha, seed=seed, batch_size=batch_size,
         skip=skip, radii=radii, confidence=confidence, timing=timing, title=title,
-        warnings=list(warnings),
+        warnings=list(warnings), state_paths=list(state_paths),
         extra={"model": model_id, "workers": world.size, **(extra or {})},
     )  # fmt: skip
     count = min(empirical_examples, len(results))

@@ -226,6 +226,7 @@ def _certify_in(args: argparse.Namespace, folder: Path, world: World) -> int:
         radii=radii, confidence=args.confidence, empirical_examples=args.empirical_examples,
         empirical_n=args.empirical_n, device=device, state_path=state, world=world,
         quiet=args.quiet, model_id=model_id, title=title, warnings=warnings,
+        state_paths=[state_path(folder, base, rank, world.size) for rank in range(world.size)],
         extra={**measured, **extra, "dataset": meta.get("dataset")},
     )  # fmt: skip
     if cert is None:
