@@ -8,7 +8,7 @@ set, the draw's number and its purpose (selection, estimation, prediction), so a
 depend on nothing else: not on the worker that holds it, the other samples, or where an
 interrupted certification resumed. The selection draws (n0) and estimation draws (n) never share
 a key. Draws go through the model in chunks of ``batch_size``; the predicted classes are counted
-on the model's device and read back once per sample.
+on the model's device and read back once per count (selection, then estimation).
 """
 
 from __future__ import annotations
