@@ -187,7 +187,7 @@ class Certification:
         if figure:
             lines += ["", f"![Certified accuracy against radius]({figure})"]
         lines += ["", "## Provenance", ""]
-        for key in ("model_origin", *PROVENANCE_KEYS, "workers"):
+        for key in ("model_origin", "dataset", *PROVENANCE_KEYS, "workers"):
             if key in self.extra:
                 lines.append(f"- {key}: {self.extra[key]}")
         return "\n".join(lines) + "\n"
