@@ -92,3 +92,22 @@ def test_the_noise_warning_reads_the_runs_method() -> None:
     assert noise_warning({"name": "gaussian", "sigma": 0.25}, 0.25) is None
     assert "trained with noise sigma 0.5" in noise_warning({"name": "gaussian", "sigma": 0.5}, 0.25)
     assert noise_warning(None, 0.25) is None  # a model advkit did not train: nothing known
+
+
+def test_no_certificate_is_beaten_by_the_attack_on_a_linear_model() -> None:
+    from advkit.certification.session import run_certification
+    from advkit.data.tensors import TensorData
+
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(16, generator=gen)
+    model = Linear2(w, -0.5 * float(w.sum()))
+    images = 0.25 + 0.5 * torch.rand(12, 1, 4, 4, generator=gen)
+    labels = ((images.flatten(1) @ w + model.b) > 0).long()
+    cert = run_certification(
+        model, TensorData(images, labels), sigma=0.25, n0=20, n=500, alpha=0.01, batch_size=250,
+        radii=[0, 0.1, 0.2, 0.3], empirical_examples=12, empirical_n=200, quiet=True,
+    )  # fmt: skip
+    assert cert is not None and cert.flags() == []
+    for point in cert.empirical:
+        assert point.certified <= point.robust + point.abstained
+    assert any(point.robust < point.n for point in cert.empirical)  # the attack does break some
