@@ -106,6 +106,12 @@ def test_a_certification_being_written_is_refused(run: Path, capsys) -> None:
     assert "being written by" in err and err.count("\n") == 1
 
 
+def test_neither_run_nor_model_says_what_to_give(capsys) -> None:
+    assert main(["certify", "--sigma", "0.25"]) == 2
+    err = capsys.readouterr().err
+    assert "advkit certify RUN" in err and "--model REF" in err and err.count("\n") == 1
+
+
 def test_a_model_advkit_did_not_train(run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "certs"
     data_file = tmp_path / "ten.npz"  # every one of the model's 10 classes

@@ -165,7 +165,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _folder(args: argparse.Namespace) -> Path:
-    if eval_external.is_external(_with_eps(args)):
+    try:
+        external = eval_external.is_external(_with_eps(args))
+    except eval_external.ExternalArgsError as error:  # its words are advkit eval's
+        raise CertifyArgumentError(str(error).replace("advkit eval", "advkit certify")) from None
+    if external:
         return eval_external.output_folder(args)
     runs.load_metadata(args.run)  # its errors before anything is written
     return Path(args.out) if args.out else outputs_folder(args.run)
