@@ -125,3 +125,11 @@ def test_a_model_advkit_did_not_train(run: Path, tmp_path: Path, capsys) -> None
     data = json.loads(next(out.glob("cert-*.json")).read_text())
     assert data["model_origin"]["reference"] == "cnn-small" and data["warnings"] == []
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_dead_worker_is_told_the_certification_resumes() -> None:
+    from advkit.commands.workers import next_steps
+
+    on_restart, on_stop = next_steps("certify", None)
+    assert "certification resumes from its saved progress" in on_restart()
+    assert on_stop().startswith("run the same command again")
