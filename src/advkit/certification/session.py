@@ -227,15 +227,19 @@ def certify(
         extra={"model_origin": origin, "architecture": origin["python"]},
     )  # fmt: skip
     if out_dir is None:
-        cert = run_certification(model, test, **kwargs)
-        assert cert is not None  # one process: the writer
-        return cert
+        return _written_by_this_process(run_certification(model, test, **kwargs))
     base = stem(sigma, n0=n0, n=n, alpha=alpha, n_examples=count, skip=skip, seed=seed)
     folder = Path(out_dir)
     with hold_outputs(folder, base, "advkit.certify", hint=" or choose another out_dir"):
-        cert = run_certification(model, test, state_path=folder / f"{base}.state.pt", **kwargs)
-        assert cert is not None
+        state = folder / f"{base}.state.pt"
+        cert = _written_by_this_process(run_certification(model, test, state_path=state, **kwargs))
         cert.write(folder)
+    return cert
+
+
+def _written_by_this_process(cert: Certification | None) -> Certification:
+    if cert is None:  # only on a worker other than rank 0, which advkit.certify never is
+        raise RuntimeError("advkit.certify runs in one process")
     return cert
 
 
