@@ -174,7 +174,10 @@ class Planner:
         """``advkit certify RUN`` with those of the usual options it takes (it is newer than
         this script: its parser says which)."""
         usual = {"--n-examples": str(self.profile.eval_examples), "--device": self.profile.device,
-                 "--quiet": None, "--out": str(self.runs / "certify")}  # fmt: skip
+                 "--quiet": None, "--out": str(self.runs / "certify"), "--sigma": "0.25",
+                 # a check, not the paper's 100,000 draws per image: 2,000 on a GPU, 200 in smoke
+                 "--n": "200" if self.profile.smoke else "2000",
+                 "--empirical-examples": "2", "--empirical-n": "100"}  # fmt: skip
         argv = ["certify", run]
         for flag, value in usual.items():
             if flag in self.features.certify_options:

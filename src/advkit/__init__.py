@@ -7,6 +7,7 @@ Inputs live in [0, 1]; normalization is a layer of the model; eps is in pixel un
     model = advkit.load_model("runs/demo")
     adv = advkit.attacks.pgd(model, images, labels, eps=0.1, steps=20)
     result = advkit.evaluate(my_module, (images, labels), eps=8 / 255, suite="paper")
+    certification = advkit.certify(my_module, (images, labels), sigma=0.25, n=10_000)
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "TrainConfig", "__version__", "compare", "create_model", "evaluate", "fit", "load_model",
-    "train",
+    "TrainConfig", "__version__", "certify", "compare", "create_model", "evaluate", "fit",
+    "load_model", "smooth", "train",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
+    from advkit.certification import certify, smooth
     from advkit.comparison import compare
     from advkit.config import TrainConfig
     from advkit.evaluation.external import evaluate
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "TrainConfig": "advkit.config",
+    "certify": "advkit.certification",
+    "smooth": "advkit.certification",
     "compare": "advkit.comparison",
     "create_model": "advkit.models",
     "evaluate": "advkit.evaluation.external",
@@ -39,7 +43,7 @@ _LAZY = {
     "train": "advkit.training",
 }
 
-_SUBPACKAGES = ("attacks", "data", "evaluation", "methods", "models", "training")
+_SUBPACKAGES = ("attacks", "certification", "data", "evaluation", "methods", "models", "training")
 
 
 def __getattr__(name: str) -> Any:

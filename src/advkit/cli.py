@@ -31,7 +31,7 @@ from advkit.errors import UserError
 from advkit.files import write_error
 
 #: modules under advkit.commands, each with ``add_parser(subparsers)``; order = help order.
-COMMAND_MODULES = ("train", "eval", "compare", "analyze", "demo", "info")
+COMMAND_MODULES = ("train", "eval", "certify", "compare", "analyze", "demo", "info")
 
 #: errors a user can fix: shown as one line, never as a traceback (unless -v).
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, OSError, ValueError, MemoryError)

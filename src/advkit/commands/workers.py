@@ -93,8 +93,9 @@ def launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def next_steps(command: str, folder: Path | None) -> tuple[Callable[[], str], Callable[[], str]]:
     """What the user reads after a worker failed, as it stands then: where the restarted
     workers go on from, and how to go on once the launcher has stopped them."""
-    if command == "eval":
-        resumes = "the evaluation resumes from its saved progress"
+    if command in ("eval", "certify"):
+        what = "evaluation" if command == "eval" else "certification"
+        resumes = f"the {what} resumes from its saved progress"
         return (lambda: f"restarting all workers: {resumes}",
                 lambda: f"run the same command again: {resumes}")  # fmt: skip
     if command != "train" or folder is None:
