@@ -67,20 +67,13 @@ def test_writes_json_markdown_figure_and_never_replaces_another(
         ([], "--sigma is needed"),
         (["--sigma", "0.25", "--n-examples", "0"], "must be at least 1"),
         (["--sigma", "0.25", "--radii", "0,-1", *FAST], "--radii needs comma-separated"),
-        (["--sigma", "0.25", "--bounds", "ibp", "--eps", "0.1"], "needs advkit.bounds"),
+        (["--bounds", "ibp"], "--bounds ibp needs --eps"),
+        (["--bounds", "ibp", "--eps", "1.5"], "eps"),
     ],
 )
 def test_bad_input_is_one_line(
     run: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    pytest.importorskip("scipy")
-    if "ibp" in args:
-        try:
-            import advkit.bounds  # noqa: F401
-
-            pytest.skip("advkit.bounds exists: the ibp route is tested with it")
-        except ImportError:
-            pass
     assert main(["certify", str(run), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
@@ -133,3 +126,16 @@ def test_a_dead_worker_is_told_the_certification_resumes() -> None:
     on_restart, on_stop = next_steps("certify", None)
     assert "certification resumes from its saved progress" in on_restart()
     assert on_stop().startswith("run the same command again")
+
+
+def test_interval_bounds_route_writes_verified_accuracy(run: Path, capsys) -> None:
+    """``--bounds ibp --eps E``: verified accuracy by interval bounds, never above the clean
+    accuracy, written as JSON and Markdown beside the run."""
+    argv = ["certify", str(run), "--bounds", "ibp", "--eps", "0.01", "--n-examples", "4"]
+    assert main(argv) == 0
+    data = json.loads((run / "bounds-ibp-eps0.01-ex4.json").read_text())
+    assert (run / "bounds-ibp-eps0.01-ex4.md").exists()
+    assert data["eps"] == 0.01 and data["n"] == 4 and data["indices"] == [0, 1, 2, 3]
+    assert 0 <= data["verified_accuracy"] <= data["clean_accuracy"] <= 1
+    assert data["weights_sha256"] and data["advkit_version"]
+    assert "Verified accuracy" in capsys.readouterr().out

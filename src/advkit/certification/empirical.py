@@ -9,25 +9,21 @@ input is then classified by PREDICT. A certificate at radius r that holds cannot
 any attack within r, so the certified accuracy at r can only exceed this empirical robust
 accuracy by sampling error; more is a bug, and the report flags it.
 
-This is certification's own minimal copy of the attack (the training methods have theirs in
-``advkit.attacks.smoothing``); the two are meant to become one.
+The attack is the one SmoothAdv training uses (``advkit.attacks.smoothing``), with more draws
+and steps by default.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
-from advkit.attacks._mode import attack_mode
-from advkit.attacks.gradients import input_gradient
+from advkit.attacks.smoothing import smoothed_pgd
 from advkit.certification.smoothing import ABSTAIN, ATTACK, Smooth
 from advkit.certification.statistics import clopper_pearson_interval
 from advkit.noise import Noise, sample_noise
-from advkit.threat import get_threat
 
 DEFAULT_M = 8
 DEFAULT_STEPS = 20
@@ -45,30 +41,14 @@ def attack_smoothed(
     noise: Noise,
 ) -> Tensor:
     """Adversarial inputs (N, C, H, W) in [0, 1] within L2 ``radius`` (pixel units) of
-    ``inputs`` against the soft smoothed classifier of ``model`` at noise ``sigma``.
-
-    ``noise`` draws the m Gaussian copies per sample once (one row per sample); the step size
-    is 2 * radius / steps, the L2-normalized gradient's (SmoothAdv's default)."""
-    if radius <= 0 or steps < 1:
+    ``inputs`` against the soft smoothed classifier of ``model`` at noise ``sigma``: SmoothAdv's
+    attack (:func:`advkit.attacks.smoothing.smoothed_pgd`) with ``m`` draws from ``noise`` held
+    fixed and ``steps`` steps of 2 * radius / steps."""
+    if radius <= 0:
         return inputs.clone()
-    threat = get_threat("l2")
-    count = len(inputs)
-    shape = tuple(inputs.shape[1:])
-    draws = noise.normal((count, m * math.prod(shape)), device=inputs.device, dtype=inputs.dtype)
-    draws = draws.view(count * m, *shape).mul_(sigma)
-    step_size = 2.0 * radius / steps
-    delta = torch.zeros_like(inputs)
-    with attack_mode(model):
-        for _ in range(steps):
-            delta.requires_grad_(True)
-            noisy = (inputs + delta).repeat_interleave(m, dim=0) + draws
-            probs = model(noisy).softmax(1).view(count, m, -1).mean(1)
-            loss = -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().sum()
-            grad = input_gradient(loss, delta)
-            with torch.no_grad():
-                delta = threat.ascent(delta.detach(), grad, step_size)
-                delta = threat.project(delta, inputs, radius)
-    return (inputs + delta).detach().clamp_(0, 1)
+    return smoothed_pgd(
+        model, inputs, labels, eps=radius, sigma=sigma, num_noise=m, steps=steps, noise=noise
+    )
 
 
 @dataclass(frozen=True)

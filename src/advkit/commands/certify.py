@@ -272,14 +272,18 @@ def _interval_bounds(args: argparse.Namespace) -> int:
     eps = parse_eps(args.eps)
     device = resolve_device(args.device)
     if args.run is None:
-        model, splits, _, _ = eval_external.load(args, device)
+        model, splits, meta, _ = eval_external.load(args, device)
         folder = eval_external.output_folder(args)
+        weights, architecture = args.weights, args.model
     else:
         meta = runs.load_metadata(args.run)
         model = runs.load_model(args.run, device)
         splits = runs.load_test_data(meta, dataset=args.dataset, data_dir=args.data_dir)
         folder = Path(args.out) if args.out else outputs_folder(args.run)
-    test = splits.test.take(torch.arange(0, len(splits.test), args.skip)[: args.n_examples])
+        weights, architecture = runs.model_paths(args.run)[0], meta.get("architecture")
+    indices = torch.arange(0, len(splits.test), args.skip)[: args.n_examples]
+    test = splits.test.take(indices)
+    measured = provenance(architecture=architecture, indices=indices.tolist(), weights_path=weights)
     base = f"bounds-ibp-eps{eps:.4g}-ex{len(test)}"
     with hold_outputs(folder, base, "advkit certify --bounds ibp"):
         result = certify_intervals(
@@ -292,7 +296,8 @@ def _interval_bounds(args: argparse.Namespace) -> int:
         from advkit.evaluation.report import write_json, write_markdown
 
         print(result.markdown(), flush=True)
-        for path in (write_json(folder / f"{base}.json", result.to_dict()),
+        record = {**result.to_dict(), **measured, "dataset": meta.get("dataset")}
+        for path in (write_json(folder / f"{base}.json", record),
                      write_markdown(folder / f"{base}.md", result.markdown())):  # fmt: skip
             print(f"wrote {path}")
     return 0
