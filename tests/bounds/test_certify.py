@@ -18,14 +18,6 @@ from advkit.models.base import NormalizedModel
 from tests.conftest import shared_data_file
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlp() -> NormalizedModel:
     net = nn.Sequential(
         nn.Conv2d(1, 8, 4, stride=2, padding=1), nn.ReLU(), nn.Flatten(),

@@ -18,14 +18,6 @@ from advkit.models import create_model
 from advkit.models.base import NormalizedModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def margins_at(model: nn.Module, points: Tensor, labels: Tensor) -> Tensor:
     with torch.no_grad():
         logits = model(points)

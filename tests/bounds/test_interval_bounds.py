@@ -21,14 +21,6 @@ from advkit.models import create_model
 from advkit.models.base import Normalize, NormalizedModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def box(shape: tuple[int, ...], seed: int = 0, width: float = 0.2) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     lower = torch.rand(shape, generator=generator) * (1 - width)
